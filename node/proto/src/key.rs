@@ -1,0 +1,63 @@
+//! The 256-bit Kademlia key space: keys of peers and objects, XOR distance, bucket indices.
+
+use bincode::{Decode, Encode};
+
+use crate::content::{ObjectId, sha256};
+
+/// A point in the DHT key space.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Encode, Decode)]
+pub struct Key(pub [u8; 32]);
+
+impl Key {
+    /// Key of a peer, from its canonical bytes.
+    pub fn for_peer_bytes(bytes: &[u8]) -> Key {
+        Key(sha256(bytes))
+    }
+
+    /// Key under which providers of an object are stored.
+    pub fn for_object(id: &ObjectId) -> Key {
+        Key(id.0)
+    }
+
+    /// XOR distance, comparable as a big-endian number.
+    pub fn distance(&self, other: &Key) -> [u8; 32] {
+        let mut d = [0u8; 32];
+        for (i, byte) in d.iter_mut().enumerate() {
+            *byte = self.0[i] ^ other.0[i];
+        }
+        d
+    }
+
+    /// Index of the k-bucket `other` falls in (0 = farthest half), or None for the key itself.
+    pub fn bucket_index(&self, other: &Key) -> Option<usize> {
+        let d = self.distance(other);
+        let mut zeros = 0usize;
+        for byte in d {
+            if byte == 0 {
+                zeros += 8;
+            } else {
+                zeros += byte.leading_zeros() as usize;
+                return Some(zeros);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distance_and_buckets() {
+        let a = Key([0; 32]);
+        let mut b = Key([0; 32]);
+        b.0[0] = 0x80;
+        assert_eq!(a.bucket_index(&b), Some(0));
+        let mut c = Key([0; 32]);
+        c.0[31] = 1;
+        assert_eq!(a.bucket_index(&c), Some(255));
+        assert_eq!(a.bucket_index(&a), None);
+        assert!(a.distance(&c) < a.distance(&b));
+    }
+}

@@ -1,0 +1,1306 @@
+//! The node state machine: one per peer or seeder, driven by the real runtime or the simulator.
+//!
+//! Inputs are method calls carrying `now` (milliseconds on the driver's clock); effects are
+//! queued as [`Output`]s and drained with [`Node::poll_output`]. [`Node::poll_timeout`] says
+//! when [`Node::handle_timeout`] must be called next.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::admission::{RateMeter, TokenBucket};
+use crate::config::{Config, Strategy};
+use crate::proximity::Ranking;
+use crate::content::{Manifest, ObjectId};
+use crate::dht::{Lookup, LookupKind, LOOKUP_K, ProviderStore};
+use crate::fetch::{ChunkOutcome, Fetch, FetchError, FetchId, unpack_bits};
+use crate::holders::HolderIndex;
+use crate::hot::HotSet;
+use crate::key::Key;
+use crate::message::{Holder, MAX_CONTACTS, MAX_HAVE, Request, Response, Role};
+use crate::peer::{Contact, PeerRef};
+use crate::proximity::{Locality, Proximity, SourceClass};
+use crate::rendezvous::seeders_for;
+use crate::rng::Rng;
+use crate::routing::RoutingTable;
+
+/// Identifies an outgoing request; the driver reports its outcome with the same id.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct RequestId(pub u64);
+
+/// Why a request got no response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// Could not connect, timed out or the connection dropped.
+    Unreachable,
+    /// The response could not be decoded or broke a limit.
+    Malformed,
+}
+
+/// What the node asks its driver to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output<P> {
+    /// Send a control request; report the result with [`Node::handle_response`].
+    Request { id: RequestId, to: Contact<P>, request: Request<P> },
+    /// Fetch one chunk over the chunk protocol, verify it against the manifest, store it and
+    /// report with [`Node::handle_chunk`].
+    FetchChunk { fetch: FetchId, from: Contact<P>, object: ObjectId, index: u32 },
+    /// A verified manifest for a fetch: store it before its chunks.
+    Manifest { fetch: FetchId, object: ObjectId, manifest: Manifest },
+    /// The object is complete in the store; `bytes` by [`SourceClass`] index.
+    FetchDone { fetch: FetchId, object: ObjectId, bytes: [u64; 5], first_byte_ms: u64 },
+    FetchFailed { fetch: FetchId, object: ObjectId, error: FetchError },
+    /// The peer sent corrupt data: close its connections.
+    Ban { peer: P },
+    RoleChanged { role: Role },
+}
+
+/// Whether to serve an inbound chunk request.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ServeDecision {
+    Serve,
+    NotHeld,
+    Busy,
+}
+
+/// Counters the drivers export.
+#[derive(Clone, Debug, Default)]
+pub struct NodeStats {
+    pub requests_in: u64,
+    pub requests_busy: u64,
+    pub chunks_served: u64,
+    pub bytes_served: u64,
+    pub chunks_refused: u64,
+    pub lookups_done: u64,
+    pub lookup_hops: u64,
+    pub lookups_found: u64,
+    pub announces: u64,
+    pub children_dropped_overload: u64,
+    pub bans: u64,
+}
+
+/// A snapshot for `/status`.
+#[derive(Clone, Debug)]
+pub struct Status<P> {
+    pub role: Role,
+    pub parents: Vec<Contact<P>>,
+    pub children: usize,
+    pub known_supernodes: usize,
+    pub routing_table: usize,
+    pub active_fetches: usize,
+    pub holdings: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Pending {
+    Lookup(u64),
+    Attach,
+    Heartbeat,
+    Locate(FetchId),
+    Manifest(FetchId),
+    ChunkMap(FetchId),
+    Other,
+}
+
+#[derive(Clone, Debug)]
+struct Child<P> {
+    contact: Contact<P>,
+    last_heard: u64,
+    objects: BTreeSet<ObjectId>,
+}
+
+#[derive(Clone, Debug)]
+struct Parent<P> {
+    contact: Contact<P>,
+    last_ok: u64,
+}
+
+/// One peer's protocol state.
+pub struct Node<P: PeerRef> {
+    cfg: Config<P>,
+    role: Role,
+    rng: Rng,
+    started: u64,
+    locality: Locality,
+    reachable: bool,
+    routing: RoutingTable<P>,
+    providers: ProviderStore<P>,
+    lookups: BTreeMap<u64, Lookup<P>>,
+    lookup_fetch: BTreeMap<u64, FetchId>,
+    next_lookup: u64,
+    holders: HolderIndex<P>,
+    children: BTreeMap<P, Child<P>>,
+    parents: BTreeMap<P, Parent<P>>,
+    attaching: BTreeSet<P>,
+    supernodes: BTreeMap<P, (Contact<P>, u64)>,
+    refused: BTreeMap<P, u64>,
+    attach_failures: u32,
+    next_attach: u64,
+    holdings: BTreeSet<ObjectId>,
+    have_added: Vec<ObjectId>,
+    have_removed: Vec<ObjectId>,
+    hot: HotSet,
+    announced: BTreeMap<ObjectId, u64>,
+    fetches: BTreeMap<FetchId, Fetch<P>>,
+    next_fetch: u64,
+    pending: BTreeMap<RequestId, (P, Pending)>,
+    next_request: u64,
+    outputs: VecDeque<Output<P>>,
+    upload: TokenBucket,
+    control: TokenBucket,
+    served_rate: RateMeter,
+    next_maintenance: u64,
+    next_heartbeat: u64,
+    few_children_since: Option<u64>,
+    promote_at: Option<u64>,
+    banned: BTreeSet<P>,
+    stats: NodeStats,
+}
+
+impl<P: PeerRef> Node<P> {
+    pub fn new(mut cfg: Config<P>, locality: Locality, now: u64) -> Self {
+        if matches!(cfg.strategy, Strategy::RandomSwarm | Strategy::SeederOnly) {
+            cfg.may_promote = false;
+        }
+        let locality = locality.with_ranking(ranking_for(cfg.strategy));
+        let mut rng = Rng::new(cfg.seed);
+        let first = now + rng.below(cfg.timing.maintenance_ms.max(1));
+        let upload = TokenBucket::new(cfg.upload_bytes_per_s, cfg.upload_bytes_per_s * 4.0);
+        let control = TokenBucket::new(cfg.control_per_s, cfg.control_per_s * 2.0);
+        let mut node = Node {
+            role: cfg.role,
+            routing: RoutingTable::new(cfg.own.peer.key()),
+            hot: HotSet::new(cfg.timing.hot_half_life_ms, cfg.hot_threshold),
+            rng,
+            started: now,
+            locality,
+            reachable: cfg.role == Role::Seeder,
+            providers: ProviderStore::default(),
+            lookups: BTreeMap::new(),
+            lookup_fetch: BTreeMap::new(),
+            next_lookup: 0,
+            holders: HolderIndex::default(),
+            children: BTreeMap::new(),
+            parents: BTreeMap::new(),
+            attaching: BTreeSet::new(),
+            supernodes: BTreeMap::new(),
+            refused: BTreeMap::new(),
+            attach_failures: 0,
+            next_attach: now,
+            holdings: BTreeSet::new(),
+            have_added: Vec::new(),
+            have_removed: Vec::new(),
+            announced: BTreeMap::new(),
+            fetches: BTreeMap::new(),
+            next_fetch: 0,
+            pending: BTreeMap::new(),
+            next_request: 0,
+            outputs: VecDeque::new(),
+            upload,
+            control,
+            served_rate: RateMeter::default(),
+            next_maintenance: first,
+            next_heartbeat: first,
+            few_children_since: None,
+            promote_at: None,
+            banned: BTreeSet::new(),
+            stats: NodeStats::default(),
+            cfg,
+        };
+        let seeders = node.cfg.seeders.clone();
+        for s in seeders {
+            if s.peer != node.cfg.own.peer {
+                node.routing.insert(s.clone(), now);
+                node.supernodes.insert(s.peer.clone(), (s, u64::MAX));
+            }
+        }
+        if node.role == Role::Seeder {
+            node.start_lookup(now, node.cfg.own.peer.key(), LookupKind::Nodes, None);
+        }
+        node
+    }
+
+    // ----- introspection -----
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn own(&self) -> &Contact<P> {
+        &self.cfg.own
+    }
+
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    pub fn locality(&self) -> &Locality {
+        &self.locality
+    }
+
+    pub fn is_seeder(&self, peer: &P) -> bool {
+        self.cfg.seeders.iter().any(|s| &s.peer == peer)
+    }
+
+    pub fn parents(&self) -> Vec<Contact<P>> {
+        self.parents.values().map(|p| p.contact.clone()).collect()
+    }
+
+    pub fn children(&self) -> usize {
+        self.children.len()
+    }
+
+    pub fn status(&self) -> Status<P> {
+        Status {
+            role: self.role,
+            parents: self.parents(),
+            children: self.children.len(),
+            known_supernodes: self.supernodes.len(),
+            routing_table: self.routing.len(),
+            active_fetches: self.fetches.len(),
+            holdings: self.holdings.len(),
+        }
+    }
+
+    /// Class a peer's bytes count under for this node.
+    pub fn classify(&self, peer: &P, ip: std::net::IpAddr) -> SourceClass {
+        if self.is_seeder(peer) {
+            SourceClass::Seeder
+        } else {
+            self.locality.class_of(ip)
+        }
+    }
+
+    // ----- inputs from the driver -----
+
+    /// A new proximity map (or our own address changed).
+    pub fn set_locality(&mut self, locality: Locality) {
+        self.locality = locality.with_ranking(ranking_for(self.cfg.strategy));
+    }
+
+    /// Reachability from outside, as established by the driver (AutoNAT in the real node).
+    pub fn set_reachable(&mut self, reachable: bool) {
+        self.reachable = reachable || self.role == Role::Seeder;
+    }
+
+    /// The driver's store holds `object` completely (at start-up or after a fetch).
+    pub fn object_stored(&mut self, object: ObjectId) {
+        if self.holdings.insert(object) {
+            self.have_added.push(object);
+            self.have_removed.retain(|o| o != &object);
+        }
+    }
+
+    /// The driver's store dropped `object` (evicted or found corrupt).
+    pub fn object_removed(&mut self, object: ObjectId) {
+        if self.holdings.remove(&object) {
+            self.have_removed.push(object);
+            self.have_added.retain(|o| o != &object);
+        }
+    }
+
+    pub fn holds(&self, object: &ObjectId) -> bool {
+        self.holdings.contains(object)
+    }
+
+    /// Starts fetching `object`. Completion or failure is reported as an output.
+    pub fn start_fetch(&mut self, now: u64, object: ObjectId) -> FetchId {
+        let id = FetchId(self.next_fetch);
+        self.next_fetch += 1;
+        self.hot.record(object, now);
+        if self.holdings.contains(&object) {
+            let mut bytes = [0; 5];
+            bytes[SourceClass::Local.index()] = 1;
+            self.outputs.push_back(Output::FetchDone { fetch: id, object, bytes, first_byte_ms: 0 });
+            return id;
+        }
+        if self.cfg.strategy == Strategy::SeederOnly {
+            let mut fetch = Fetch::new(object, now, now);
+            fetch.locates_pending = 0;
+            self.fetches.insert(id, fetch);
+            self.drive_fetch(now, id);
+            return id;
+        }
+        let mut fetch = Fetch::new(object, now, now + self.cfg.timing.hedge_ms);
+        // Ask our own index first (supernodes and seeders), then parents.
+        let me = self.cfg.own.clone();
+        for h in self.holders.nearest(&object, &me, &self.locality, now) {
+            let p = self.locality.proximity(h.contact.ip, None);
+            let seeder = self.is_seeder(&h.contact.peer);
+            fetch.add_source(h.contact, p, seeder, h.complete);
+        }
+        for c in self.providers.get(&object, now) {
+            let p = self.locality.proximity(c.ip, None);
+            let seeder = self.is_seeder(&c.peer);
+            fetch.add_source(c, p, seeder, true);
+        }
+        let parents: Vec<Contact<P>> = self.parents.values().map(|p| p.contact.clone()).collect();
+        self.fetches.insert(id, fetch);
+        for parent in parents {
+            self.send(parent, Request::Locate { me: me.clone(), object }, Pending::Locate(id));
+            if let Some(f) = self.fetches.get_mut(&id) {
+                f.locates_pending += 1;
+            }
+        }
+        if self.role != Role::Leaf || self.parents.is_empty() {
+            self.start_provider_lookup(now, id, object);
+        }
+        self.drive_fetch(now, id);
+        id
+    }
+
+    fn start_provider_lookup(&mut self, now: u64, fetch: FetchId, object: ObjectId) {
+        if let Some(f) = self.fetches.get_mut(&fetch) {
+            if f.lookup_pending {
+                return;
+            }
+            f.lookup_pending = true;
+        }
+        self.start_lookup(now, Key::for_object(&object), LookupKind::Providers(object), Some(fetch));
+    }
+
+    /// The outcome of a chunk transfer the node asked for.
+    pub fn handle_chunk(
+        &mut self,
+        now: u64,
+        fetch: FetchId,
+        peer: &P,
+        index: u32,
+        outcome: ChunkOutcome,
+    ) {
+        if outcome == ChunkOutcome::Corrupt {
+            self.ban(peer);
+        }
+        let Some(f) = self.fetches.get_mut(&fetch) else { return };
+        f.on_chunk(now, peer, index, outcome);
+        self.drive_fetch(now, fetch);
+    }
+
+    fn ban(&mut self, peer: &P) {
+        if self.banned.insert(peer.clone()) {
+            self.stats.bans += 1;
+            self.outputs.push_back(Output::Ban { peer: peer.clone() });
+        }
+        for f in self.fetches.values_mut() {
+            f.drop_source(peer);
+        }
+        self.routing.remove(peer);
+        self.parents.remove(peer);
+        self.children.remove(peer);
+    }
+
+    pub fn is_banned(&self, peer: &P) -> bool {
+        self.banned.contains(peer)
+    }
+
+    /// Should an inbound chunk request be served? Counts the upload when it is.
+    pub fn admit_chunk(&mut self, now: u64, from: &P, object: &ObjectId, index: u32, len: u64) -> ServeDecision {
+        if self.banned.contains(from) {
+            return ServeDecision::NotHeld;
+        }
+        let held = self.holdings.contains(object)
+            || self.fetches.values().any(|f| {
+                &f.object == object && f.have.get(index as usize).copied().unwrap_or(false)
+            });
+        if !held {
+            return ServeDecision::NotHeld;
+        }
+        if self.cfg.defences && !self.upload.try_take(now, len as f64) {
+            self.stats.chunks_refused += 1;
+            return ServeDecision::Busy;
+        }
+        self.stats.chunks_served += 1;
+        self.stats.bytes_served += len;
+        self.served_rate.add(now, len as f64);
+        if self.hot.record(*object, now) && self.holdings.contains(object) {
+            self.announce(now, *object);
+        }
+        ServeDecision::Serve
+    }
+
+    /// Answers an inbound control request from `from`.
+    pub fn handle_request(&mut self, now: u64, from: &P, request: Request<P>) -> Response<P> {
+        self.stats.requests_in += 1;
+        if self.banned.contains(from) {
+            return Response::Refused { reason: "banned".into() };
+        }
+        let over = !self.control.try_take(now, 1.0);
+        if over {
+            self.stats.requests_busy += 1;
+            if !self.cfg.defences {
+                // Without brownout an overloaded server protects itself by dropping its
+                // children, which then all reconnect elsewhere (the Skype 2010 cascade).
+                if !self.children.is_empty() {
+                    self.stats.children_dropped_overload += self.children.len() as u64;
+                    self.children.clear();
+                }
+                return Response::Refused { reason: "overloaded".into() };
+            }
+            // Brownout: keep the overlay, shed the work.
+            if !matches!(request, Request::Have { .. }) {
+                let alternatives = self.alternatives_for(None);
+                return Response::Busy { alternatives };
+            }
+        }
+        match request {
+            Request::FindNode { target } => {
+                if !self.role.is_server() {
+                    return Response::Refused { reason: "not a DHT server".into() };
+                }
+                Response::Nodes { closer: self.routing.closest(&target, LOOKUP_K) }
+            }
+            Request::GetProviders { object } => {
+                if !self.role.is_server() {
+                    return Response::Refused { reason: "not a DHT server".into() };
+                }
+                let mut providers = self.providers.get(&object, now);
+                providers.truncate(MAX_CONTACTS);
+                Response::Providers {
+                    providers,
+                    closer: self.routing.closest(&Key::for_object(&object), LOOKUP_K),
+                }
+            }
+            Request::AddProvider { object, provider } => {
+                if !self.role.is_server() || &provider.peer != from {
+                    return Response::Refused { reason: "provider must be the sender".into() };
+                }
+                self.providers.add(object, provider, now + self.cfg.timing.provider_ttl_ms);
+                Response::Ack
+            }
+            Request::Attach { me, role } => self.on_attach(now, from, me, role),
+            Request::Detach => {
+                self.drop_child(from);
+                Response::Ack
+            }
+            Request::Have { added, removed } => {
+                let Some(child) = self.children.get_mut(from) else {
+                    return Response::NotAttached;
+                };
+                child.last_heard = now;
+                let contact = child.contact.clone();
+                let asn = self.locality.asn_of(contact.ip);
+                for o in removed {
+                    self.holders.remove(&o, from);
+                    if let Some(c) = self.children.get_mut(from) {
+                        c.objects.remove(&o);
+                    }
+                }
+                for o in added {
+                    self.holders.add(o, contact.clone(), asn, true, u64::MAX);
+                    if let Some(c) = self.children.get_mut(from) {
+                        if c.objects.len() < 4 * MAX_HAVE {
+                            c.objects.insert(o);
+                        }
+                    }
+                }
+                Response::Ack
+            }
+            Request::Locate { me, object } => {
+                if me.peer != *from {
+                    return Response::Refused { reason: "locate must name the sender".into() };
+                }
+                let mut holders = self.holders.nearest(&object, &me, &self.locality, now);
+                for p in self.providers.get(&object, now) {
+                    if holders.len() >= MAX_CONTACTS {
+                        break;
+                    }
+                    if p.peer != me.peer && !holders.iter().any(|h| h.contact.peer == p.peer) {
+                        holders.push(Holder { contact: p, complete: true });
+                    }
+                }
+                if self.role.is_server() {
+                    // The requester will hold it soon: point later requesters near it there.
+                    let asn = self.locality.asn_of(me.ip);
+                    let ttl = self.cfg.timing.provider_ttl_ms / 4;
+                    self.holders.add(object, me, asn, false, now + ttl);
+                }
+                Response::Located { holders }
+            }
+            Request::GetManifest { .. } => {
+                // Served by the driver from its store; the core only admits it.
+                Response::NotFound
+            }
+            Request::GetChunkMap { me, object } => {
+                if me.peer == *from {
+                    self.note_swarm_peer(now, me, &object);
+                }
+                if self.holdings.contains(&object) {
+                    return Response::ChunkMap { complete: true, bits: Vec::new() };
+                }
+                let me_has = self.fetches.values().find(|f| f.object == object);
+                match me_has {
+                    Some(f) if f.manifest.is_some() => {
+                        Response::ChunkMap { complete: false, bits: f.chunk_bits() }
+                    }
+                    _ => Response::NotFound,
+                }
+            }
+            Request::RegisterSupernode { me } => {
+                if self.role != Role::Seeder || me.peer != *from {
+                    return Response::Refused { reason: "not a seeder".into() };
+                }
+                let until = now + 3 * self.cfg.timing.heartbeat_ms;
+                self.routing.insert(me.clone(), now);
+                self.supernodes.insert(me.peer.clone(), (me, until));
+                Response::Ack
+            }
+        }
+    }
+
+    /// The chunk map requester is fetching the same object: use it as a source too.
+    pub fn note_swarm_peer(&mut self, now: u64, contact: Contact<P>, object: &ObjectId) {
+        if self.banned.contains(&contact.peer) || contact.port == 0 {
+            return;
+        }
+        let proximity = self.locality.proximity(contact.ip, None);
+        let seeder = self.is_seeder(&contact.peer);
+        let ids: Vec<FetchId> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| &f.object == object && !f.sources.contains_key(&contact.peer))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(f) = self.fetches.get_mut(&id) {
+                f.add_source(contact.clone(), proximity, seeder, false);
+            }
+            self.drive_fetch(now, id);
+        }
+    }
+
+    fn on_attach(&mut self, now: u64, from: &P, me: Contact<P>, role: Role) -> Response<P> {
+        if me.peer != *from {
+            return Response::Refused { reason: "attach must name the sender".into() };
+        }
+        if role == Role::Seeder && !self.is_seeder(from) {
+            return Response::Refused { reason: "not a configured seeder".into() };
+        }
+        if !self.role.is_server() {
+            return Response::Busy { alternatives: self.alternatives_for(Some(&me)) };
+        }
+        if role != Role::Leaf {
+            // Another server: it belongs in the DHT, not among our children.
+            self.routing.insert(me.clone(), now);
+            self.supernodes.insert(me.peer.clone(), (me.clone(), now + 3 * self.cfg.timing.heartbeat_ms));
+            return Response::Attached { supernodes: self.alternatives_for(Some(&me)) };
+        }
+        let full = self.children.len() >= self.cfg.max_children && !self.children.contains_key(from);
+        if full {
+            self.stats.requests_busy += 1;
+            return Response::Busy { alternatives: self.alternatives_for(Some(&me)) };
+        }
+        self.children.entry(from.clone()).or_insert_with(|| Child {
+            contact: me.clone(),
+            last_heard: now,
+            objects: BTreeSet::new(),
+        });
+        Response::Attached { supernodes: self.alternatives_for(Some(&me)) }
+    }
+
+    fn drop_child(&mut self, peer: &P) {
+        if let Some(child) = self.children.remove(peer) {
+            for o in child.objects {
+                self.holders.remove(&o, peer);
+            }
+        }
+    }
+
+    /// Supernodes near `near` (or us), for redirects and attach answers.
+    fn alternatives_for(&self, near: Option<&Contact<P>>) -> Vec<Contact<P>> {
+        let ip = near.map(|c| c.ip).unwrap_or(self.cfg.own.ip);
+        let mut list: Vec<(Proximity, Contact<P>)> = self
+            .supernodes
+            .values()
+            .filter(|(c, _)| near.is_none_or(|n| n.peer != c.peer))
+            .map(|(c, _)| (self.locality.proximity_of(ip, c.ip), c.clone()))
+            .collect();
+        if self.role.is_server() {
+            list.push((self.locality.proximity_of(ip, self.cfg.own.ip), self.cfg.own.clone()));
+        }
+        list.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer)));
+        list.into_iter().take(8).map(|(_, c)| c).collect()
+    }
+
+    /// The outcome of a request the node sent.
+    pub fn handle_response(&mut self, now: u64, id: RequestId, result: Result<Response<P>, RequestError>) {
+        let Some((peer, what)) = self.pending.remove(&id) else { return };
+        if let Err(RequestError::Malformed) = &result {
+            self.ban(&peer);
+        }
+        match what {
+            Pending::Lookup(lid) => self.on_lookup_response(now, lid, &peer, result),
+            Pending::Attach => self.on_attach_response(now, &peer, result),
+            Pending::Heartbeat => match result {
+                Ok(Response::Ack) => {
+                    if let Some(p) = self.parents.get_mut(&peer) {
+                        p.last_ok = now;
+                    }
+                }
+                Ok(Response::Busy { .. }) => {}
+                _ => {
+                    self.parents.remove(&peer);
+                    self.schedule_reattach(now);
+                }
+            },
+            Pending::Locate(fid) => {
+                if let Ok(Response::Located { holders }) = &result {
+                    self.routing_touch(&peer, now);
+                    self.add_holders(fid, holders.clone());
+                } else if result.is_err() && self.parents.remove(&peer).is_some() {
+                    self.schedule_reattach(now);
+                }
+                let mut empty = false;
+                if let Some(f) = self.fetches.get_mut(&fid) {
+                    f.locates_pending = f.locates_pending.saturating_sub(1);
+                    empty = f.locates_pending == 0 && !f.has_peer_sources() && f.manifest.is_none();
+                }
+                if empty {
+                    if let Some(object) = self.fetches.get(&fid).map(|f| f.object) {
+                        self.start_provider_lookup(now, fid, object);
+                    }
+                }
+                self.drive_fetch(now, fid);
+            }
+            Pending::Manifest(fid) => {
+                let Some(f) = self.fetches.get_mut(&fid) else { return };
+                f.manifest_in_flight = false;
+                match result {
+                    Ok(Response::Manifest { bytes }) => match Manifest::decode_for(&f.object, &bytes) {
+                        Ok(m) => {
+                            let class = f.sources.get(&peer).map(|s| s.class()).unwrap_or(SourceClass::OtherAs);
+                            f.bytes[class.index()] += if m.chunk_count() == 0 { m.size } else { 0 };
+                            f.first_byte_at.get_or_insert(now);
+                            f.last_progress = now;
+                            f.set_manifest(m.clone());
+                            let object = f.object;
+                            self.outputs.push_back(Output::Manifest { fetch: fid, object, manifest: m });
+                        }
+                        Err(_) => {
+                            self.ban(&peer);
+                        }
+                    },
+                    Ok(Response::Busy { .. }) => {
+                        // Try it again later.
+                        if let Some(s) = f.sources.get_mut(&peer) {
+                            s.manifest_tried = s.failures >= 2;
+                            s.failures += 1;
+                        }
+                    }
+                    _ => f.drop_source(&peer),
+                }
+                self.drive_fetch(now, fid);
+            }
+            Pending::ChunkMap(fid) => {
+                let Some(f) = self.fetches.get_mut(&fid) else { return };
+                let n = f.have.len();
+                match result {
+                    Ok(Response::ChunkMap { complete, bits }) => {
+                        if let Some(s) = f.sources.get_mut(&peer) {
+                            s.map_pending = false;
+                            s.chunks = if complete { None } else { Some(unpack_bits(&bits, n)) };
+                        }
+                    }
+                    Ok(Response::NotFound) | Ok(Response::Busy { .. }) => {
+                        if let Some(s) = f.sources.get_mut(&peer) {
+                            s.map_pending = false;
+                            s.failures += 1;
+                        }
+                    }
+                    _ => f.drop_source(&peer),
+                }
+                self.drive_fetch(now, fid);
+            }
+            Pending::Other => {
+                if result.is_err() {
+                    self.routing.failed(&peer);
+                }
+            }
+        }
+    }
+
+    fn routing_touch(&mut self, peer: &P, now: u64) {
+        if let Some((c, _)) = self.supernodes.get(peer) {
+            let c = c.clone();
+            self.routing.insert(c, now);
+        }
+    }
+
+    fn add_holders(&mut self, fid: FetchId, holders: Vec<Holder<P>>) {
+        let own = self.cfg.own.peer.clone();
+        let mut add = Vec::new();
+        for h in holders {
+            if h.contact.peer == own || self.banned.contains(&h.contact.peer) {
+                continue;
+            }
+            let p = self.locality.proximity(h.contact.ip, None);
+            let seeder = self.is_seeder(&h.contact.peer);
+            add.push((h, p, seeder));
+        }
+        if let Some(f) = self.fetches.get_mut(&fid) {
+            for (h, p, seeder) in add {
+                f.add_source(h.contact, p, seeder, h.complete || seeder);
+            }
+        }
+    }
+
+    /// Advances a fetch: manifest, chunk maps, chunk requests, hedging, completion, failure.
+    fn drive_fetch(&mut self, now: u64, fid: FetchId) {
+        let window = self.cfg.chunk_window;
+        let stall = self.cfg.timing.stall_ms;
+        let refresh = self.cfg.timing.chunk_map_refresh_ms;
+        let Some(f) = self.fetches.get_mut(&fid) else { return };
+        let object = f.object;
+        // Hedge: seeders join once the deadline passes, or when nothing else is pending.
+        let nothing_pending = f.locates_pending == 0 && !f.lookup_pending;
+        let peers_failed = f.manifest.is_none() && !f.manifest_in_flight && f.sources.values().all(|s| s.is_seeder || s.manifest_tried);
+        if !f.seeders_asked && (now >= f.hedge_at || (nothing_pending && (!f.has_peer_sources() || peers_failed))) {
+            f.seeders_asked = true;
+            let picked: Vec<Contact<P>> = {
+                let all: Vec<&P> = self.cfg.seeders.iter().map(|c| &c.peer).collect();
+                seeders_for(&object, all.into_iter(), self.cfg.replication)
+                    .into_iter()
+                    .filter_map(|p| self.cfg.seeders.iter().find(|c| &c.peer == p).cloned())
+                    .filter(|c| c.peer != self.cfg.own.peer && !self.banned.contains(&c.peer))
+                    .collect()
+            };
+            let Some(f) = self.fetches.get_mut(&fid) else { return };
+            for s in &picked {
+                let p = self.locality.proximity(s.ip, None);
+                f.add_source(s.clone(), p, true, true);
+            }
+            // Ask the first seeder for nearby holders as well (it knows recent fetchers).
+            if let Some(first) = picked.first() {
+                if !self.parents.contains_key(&first.peer) && self.cfg.strategy != Strategy::SeederOnly {
+                    f.locates_pending += 1;
+                    let me = self.cfg.own.clone();
+                    self.send(first.clone(), Request::Locate { me, object }, Pending::Locate(fid));
+                }
+            }
+        }
+        let Some(f) = self.fetches.get_mut(&fid) else { return };
+        if f.manifest.is_none() {
+            if !f.manifest_in_flight {
+                let allow_seeders = f.seeders_asked;
+                if let Some(src) = f.next_manifest_source(allow_seeders) {
+                    f.manifest_in_flight = true;
+                    self.send(src, Request::GetManifest { object }, Pending::Manifest(fid));
+                }
+            }
+        } else {
+            f.expire_in_flight(now, self.cfg.timing.chunk_timeout_ms);
+            if now >= f.next_map_refresh {
+                f.next_map_refresh = now + refresh;
+                let mut partial: Vec<(Proximity, Contact<P>)> = f
+                    .sources
+                    .values()
+                    .filter(|s| s.chunks.is_some() && !s.map_pending)
+                    .map(|s| (s.proximity, s.contact.clone()))
+                    .collect();
+                partial.sort_by(|a, b| a.0.cmp(&b.0));
+                partial.truncate(8);
+                for (_, c) in &partial {
+                    if let Some(s) = f.sources.get_mut(&c.peer) {
+                        s.map_pending = true;
+                    }
+                }
+                for (_, c) in partial {
+                    self.send(c, Request::GetChunkMap { me: self.cfg.own.clone(), object }, Pending::ChunkMap(fid));
+                }
+            }
+            let Some(f) = self.fetches.get_mut(&fid) else { return };
+            for (from, index) in f.schedule(now, window, &mut self.rng) {
+                self.outputs.push_back(Output::FetchChunk { fetch: fid, from, object, index });
+            }
+        }
+        let Some(f) = self.fetches.get_mut(&fid) else { return };
+        if f.is_complete() {
+            let f = self.fetches.remove(&fid).expect("present");
+            self.finish_fetch(now, fid, f);
+            return;
+        }
+        let idle = f.in_flight.is_empty() && !f.manifest_in_flight;
+        let no_sources = f.sources.is_empty() || (f.manifest.is_none() && f.sources.values().all(|s| s.manifest_tried));
+        let waiting = f.locates_pending > 0 || f.lookup_pending || !f.seeders_asked;
+        let stalled = now.saturating_sub(f.last_progress) > stall;
+        if (idle && no_sources && !waiting) || stalled {
+            let error = if stalled { FetchError::Stalled(stall) } else { FetchError::NoSource };
+            self.fetches.remove(&fid);
+            self.outputs.push_back(Output::FetchFailed { fetch: fid, object, error });
+        }
+    }
+
+    fn finish_fetch(&mut self, now: u64, fid: FetchId, f: Fetch<P>) {
+        self.object_stored(f.object);
+        let first = f.first_byte_at.unwrap_or(now).saturating_sub(f.started);
+        self.outputs.push_back(Output::FetchDone {
+            fetch: fid,
+            object: f.object,
+            bytes: f.bytes,
+            first_byte_ms: first,
+        });
+        // Tell the parents right away so neighbours find the copy.
+        self.flush_have(now);
+        if self.hot.is_hot(&f.object, now) {
+            self.announce(now, f.object);
+        }
+    }
+
+    fn announce(&mut self, now: u64, object: ObjectId) {
+        let due = self.announced.get(&object).is_none_or(|t| now >= *t);
+        if !due || self.cfg.own.port == 0 {
+            return;
+        }
+        self.announced.insert(object, now + self.cfg.timing.provider_ttl_ms / 2);
+        self.stats.announces += 1;
+        self.start_lookup(now, Key::for_object(&object), LookupKind::Announce(object), None);
+    }
+
+    fn start_lookup(&mut self, now: u64, target: Key, kind: LookupKind, fetch: Option<FetchId>) {
+        let mut seeds = self.routing.closest(&target, LOOKUP_K);
+        if seeds.len() < 3 {
+            for p in self.parents.values() {
+                seeds.push(p.contact.clone());
+            }
+            for s in &self.cfg.seeders {
+                if s.peer != self.cfg.own.peer {
+                    seeds.push(s.clone());
+                }
+            }
+        }
+        seeds.retain(|c| !self.banned.contains(&c.peer));
+        let lid = self.next_lookup;
+        self.next_lookup += 1;
+        self.lookups.insert(lid, Lookup::new(target, kind, seeds, now));
+        if let Some(f) = fetch {
+            self.lookup_fetch.insert(lid, f);
+        }
+        self.step_lookup(now, lid);
+    }
+
+    fn step_lookup(&mut self, now: u64, lid: u64) {
+        let Some(l) = self.lookups.get_mut(&lid) else { return };
+        let asks = l.next_to_ask();
+        let kind = l.kind;
+        let target = l.target;
+        for c in asks {
+            let req = match kind {
+                LookupKind::Providers(object) => Request::GetProviders { object },
+                _ => Request::FindNode { target },
+            };
+            self.send(c, req, Pending::Lookup(lid));
+        }
+        let done = self.lookups.get(&lid).is_some_and(|l| l.done());
+        let in_flight = self.pending.values().any(|(_, p)| matches!(p, Pending::Lookup(x) if *x == lid));
+        if done || !in_flight {
+            self.finish_lookup(now, lid);
+        }
+    }
+
+    fn finish_lookup(&mut self, now: u64, lid: u64) {
+        let Some(l) = self.lookups.remove(&lid) else { return };
+        self.stats.lookups_done += 1;
+        self.stats.lookup_hops += l.hops as u64;
+        if !l.providers.is_empty() {
+            self.stats.lookups_found += 1;
+        }
+        match l.kind {
+            LookupKind::Nodes => {}
+            LookupKind::Announce(object) => {
+                let me = self.cfg.own.clone();
+                for c in l.closest_replied(LOOKUP_K) {
+                    self.send(c, Request::AddProvider { object, provider: me.clone() }, Pending::Other);
+                }
+            }
+            LookupKind::Providers(_) => {
+                if let Some(fid) = self.lookup_fetch.remove(&lid) {
+                    let holders = l
+                        .providers
+                        .iter()
+                        .map(|c| Holder { contact: c.clone(), complete: true })
+                        .collect();
+                    self.add_holders(fid, holders);
+                    if let Some(f) = self.fetches.get_mut(&fid) {
+                        f.lookup_pending = false;
+                    }
+                    self.drive_fetch(now, fid);
+                }
+            }
+        }
+    }
+
+    fn on_lookup_response(&mut self, now: u64, lid: u64, peer: &P, result: Result<Response<P>, RequestError>) {
+        match result {
+            Ok(Response::Nodes { closer }) => {
+                self.learn_servers(now, peer, &closer);
+                if let Some(l) = self.lookups.get_mut(&lid) {
+                    l.on_reply(peer, closer, Vec::new());
+                }
+            }
+            Ok(Response::Providers { providers, closer }) => {
+                self.learn_servers(now, peer, &closer);
+                if let Some(l) = self.lookups.get_mut(&lid) {
+                    l.on_reply(peer, closer, providers);
+                }
+            }
+            _ => {
+                self.routing.failed(peer);
+                if let Some(l) = self.lookups.get_mut(&lid) {
+                    l.on_failure(peer);
+                }
+            }
+        }
+        self.step_lookup(now, lid);
+    }
+
+    fn learn_servers(&mut self, now: u64, from: &P, closer: &[Contact<P>]) {
+        if self.role.is_server() {
+            if let Some(c) = self.lookups_contact(from) {
+                self.routing.insert(c, now);
+            }
+            for c in closer {
+                if c.peer != self.cfg.own.peer && !self.banned.contains(&c.peer) {
+                    self.routing.insert(c.clone(), now);
+                }
+            }
+        }
+    }
+
+    fn lookups_contact(&self, peer: &P) -> Option<Contact<P>> {
+        self.supernodes.get(peer).map(|(c, _)| c.clone())
+    }
+
+    // ----- attachment and election -----
+
+    fn on_attach_response(&mut self, now: u64, peer: &P, result: Result<Response<P>, RequestError>) {
+        self.attaching.remove(peer);
+        match result {
+            Ok(Response::Attached { supernodes }) => {
+                self.attach_failures = 0;
+                if let Some((c, _)) = self.supernodes.get(peer) {
+                    let c = c.clone();
+                    if self.role == Role::Leaf {
+                        self.parents.insert(peer.clone(), Parent { contact: c, last_ok: now });
+                        // Tell the new parent what we hold.
+                        let added: Vec<ObjectId> = self.holdings.iter().take(MAX_HAVE).copied().collect();
+                        if !added.is_empty() {
+                            let to = self.parents[peer].contact.clone();
+                            self.send(to, Request::Have { added, removed: Vec::new() }, Pending::Heartbeat);
+                        }
+                    }
+                }
+                self.learn_supernodes(now, supernodes);
+                self.trim_parents();
+            }
+            Ok(Response::Busy { alternatives }) => {
+                self.refused.insert(peer.clone(), now + self.cfg.timing.heartbeat_ms);
+                self.learn_supernodes(now, alternatives);
+                self.attach_failures += 1;
+                self.next_attach = now + self.backoff();
+            }
+            _ => {
+                self.refused.insert(peer.clone(), now + self.cfg.timing.heartbeat_ms);
+                if !self.is_seeder(peer) {
+                    self.supernodes.remove(peer);
+                }
+                self.attach_failures += 1;
+                self.next_attach = now + self.backoff();
+            }
+        }
+    }
+
+    fn learn_supernodes(&mut self, now: u64, list: Vec<Contact<P>>) {
+        let until = now + 3 * self.cfg.timing.heartbeat_ms;
+        for c in list.into_iter().take(MAX_CONTACTS) {
+            if c.peer == self.cfg.own.peer || self.banned.contains(&c.peer) || c.port == 0 {
+                continue;
+            }
+            let keep = self.supernodes.get(&c.peer).map(|(_, u)| *u).unwrap_or(0).max(until);
+            if self.role.is_server() {
+                self.routing.insert(c.clone(), now);
+            }
+            self.supernodes.insert(c.peer.clone(), (c, keep));
+        }
+    }
+
+    fn backoff(&mut self) -> u64 {
+        let t = &self.cfg.timing;
+        if !self.cfg.defences {
+            return t.backoff_base_ms / 10;
+        }
+        let exp = t.backoff_base_ms.saturating_mul(1 << self.attach_failures.min(16)).min(t.backoff_max_ms);
+        self.rng.jitter(exp, 0.5)
+    }
+
+    fn schedule_reattach(&mut self, now: u64) {
+        self.next_attach = self.next_attach.min(now + self.backoff());
+    }
+
+    /// Keeps the nearest parents; seeders only while no nearer supernode is there.
+    fn trim_parents(&mut self) {
+        let want = self.cfg.parents.clamp(2, 4);
+        let mut ranked: Vec<((bool, Proximity), P)> = self
+            .parents
+            .values()
+            .map(|p| ((self.is_seeder(&p.contact.peer), self.locality.proximity(p.contact.ip, None)), p.contact.peer.clone()))
+            .collect();
+        ranked.sort();
+        let non_seeders = ranked.iter().filter(|r| !r.0.0).count();
+        let mut drop = Vec::new();
+        for (i, (key, peer)) in ranked.iter().enumerate() {
+            if i >= want || (key.0 && non_seeders >= 2) {
+                drop.push(peer.clone());
+            }
+        }
+        for peer in drop {
+            if let Some(p) = self.parents.remove(&peer) {
+                self.send(p.contact, Request::Detach, Pending::Other);
+            }
+        }
+    }
+
+    /// The instant the node next needs [`Node::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let mut t = self.next_maintenance;
+        for f in self.fetches.values() {
+            if !f.seeders_asked {
+                t = t.min(f.hedge_at);
+            }
+            if f.manifest.is_some() && f.sources.values().any(|s| s.chunks.is_some()) {
+                t = t.min(f.next_map_refresh);
+            }
+            t = t.min(f.last_progress + self.cfg.timing.stall_ms + 1);
+            if let Some((_, at)) = f.in_flight.values().min_by_key(|(_, at)| *at) {
+                t = t.min(at + self.cfg.timing.chunk_timeout_ms + 1);
+            }
+        }
+        Some(t)
+    }
+
+    /// Timers: fetch deadlines and periodic maintenance.
+    pub fn handle_timeout(&mut self, now: u64) {
+        let ids: Vec<FetchId> = self.fetches.keys().copied().collect();
+        for id in ids {
+            self.drive_fetch(now, id);
+        }
+        if now >= self.next_maintenance {
+            self.next_maintenance = now + self.rng.jitter(self.cfg.timing.maintenance_ms, 0.1).max(1);
+            self.maintain(now);
+        }
+    }
+
+    fn maintain(&mut self, now: u64) {
+        let hb = self.cfg.timing.heartbeat_ms;
+        self.refused.retain(|_, until| *until > now);
+        self.supernodes.retain(|_, (_, until)| *until > now);
+        // Children silent for three heartbeats are gone.
+        let silent: Vec<P> = self
+            .children
+            .iter()
+            .filter(|(_, c)| now.saturating_sub(c.last_heard) > 3 * hb)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in silent {
+            self.drop_child(&p);
+        }
+        self.holders.expire(now);
+        self.providers.expire(now);
+        match self.role {
+            Role::Leaf => {
+                if self.cfg.strategy != Strategy::SeederOnly {
+                    self.maintain_parents(now);
+                }
+                self.consider_promotion(now);
+            }
+            Role::Supernode => self.maintain_supernode(now),
+            Role::Seeder => {}
+        }
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.rng.jitter(hb, 0.2).max(1);
+            self.flush_have(now);
+            if self.role.is_server() {
+                self.start_lookup(now, self.cfg.own.peer.key(), LookupKind::Nodes, None);
+            }
+            for object in self.hot.hot(now) {
+                if self.holdings.contains(&object) {
+                    self.announce(now, object);
+                }
+            }
+        }
+    }
+
+    /// Sends pending holding changes (or an empty heartbeat) to every parent.
+    fn flush_have(&mut self, _now: u64) {
+        let added: Vec<ObjectId> = std::mem::take(&mut self.have_added);
+        let removed: Vec<ObjectId> = std::mem::take(&mut self.have_removed);
+        if self.role != Role::Leaf {
+            return;
+        }
+        let parents: Vec<Contact<P>> = self.parents.values().map(|p| p.contact.clone()).collect();
+        for p in parents {
+            for chunk_start in (0..added.len().max(1)).step_by(MAX_HAVE) {
+                let a: Vec<ObjectId> = added.iter().skip(chunk_start).take(MAX_HAVE).copied().collect();
+                let r = if chunk_start == 0 { removed.iter().take(MAX_HAVE).copied().collect() } else { Vec::new() };
+                self.send(p.clone(), Request::Have { added: a, removed: r }, Pending::Heartbeat);
+            }
+        }
+    }
+
+    fn maintain_parents(&mut self, now: u64) {
+        let want = self.cfg.parents.clamp(2, 4);
+        if now < self.next_attach || !self.attaching.is_empty() {
+            return;
+        }
+        // Candidates: known servers, nearest first, not already parents.
+        let mut cands: Vec<((bool, Proximity), Contact<P>)> = self
+            .supernodes
+            .values()
+            .filter(|(c, _)| !self.parents.contains_key(&c.peer) && !self.refused.contains_key(&c.peer))
+            .map(|(c, _)| ((self.is_seeder(&c.peer), self.locality.proximity(c.ip, None)), c.clone()))
+            .collect();
+        cands.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer)));
+        let worst_parent = self
+            .parents
+            .values()
+            .map(|p| (self.is_seeder(&p.contact.peer), self.locality.proximity(p.contact.ip, None)))
+            .max();
+        let mut slots = want.saturating_sub(self.parents.len());
+        // One better candidate may replace the worst parent.
+        if slots == 0 {
+            if let (Some(best), Some(worst)) = (cands.first(), worst_parent) {
+                if best.0 < worst && best.0.1.tier < worst.1.tier {
+                    slots = 1;
+                }
+            }
+        }
+        for (_, c) in cands.into_iter().take(slots) {
+            self.attaching.insert(c.peer.clone());
+            let me = self.cfg.own.clone();
+            self.send(c, Request::Attach { me, role: Role::Leaf }, Pending::Attach);
+        }
+        if slots > 0 {
+            self.next_attach = now + self.backoff().max(self.cfg.timing.maintenance_ms);
+        }
+    }
+
+    fn consider_promotion(&mut self, now: u64) {
+        let t = &self.cfg.timing;
+        let eligible = self.cfg.may_promote
+            && self.reachable
+            && self.cfg.own.port != 0
+            && now.saturating_sub(self.started) >= t.promote_after_ms
+            && self.served_rate.rate(now) < 0.5 * self.cfg.upload_bytes_per_s;
+        if !eligible {
+            self.promote_at = None;
+            return;
+        }
+        // Promote when no supernode with room is near us (same AS or nearer).
+        let near_supernode = self.supernodes.values().any(|(c, _)| {
+            !self.is_seeder(&c.peer)
+                && !self.refused.contains_key(&c.peer)
+                && self.locality.proximity(c.ip, None).tier <= 1
+        });
+        if near_supernode {
+            self.promote_at = None;
+            return;
+        }
+        match self.promote_at {
+            None => self.promote_at = Some(now + self.rng.below(2 * t.maintenance_ms + 1)),
+            Some(at) if now >= at => self.become_supernode(now),
+            Some(_) => {}
+        }
+    }
+
+    fn become_supernode(&mut self, now: u64) {
+        self.role = Role::Supernode;
+        self.promote_at = None;
+        self.few_children_since = None;
+        self.outputs.push_back(Output::RoleChanged { role: Role::Supernode });
+        let parents: Vec<Contact<P>> = self.parents.values().map(|p| p.contact.clone()).collect();
+        self.parents.clear();
+        for p in parents {
+            self.send(p, Request::Detach, Pending::Other);
+        }
+        // Holdings a parent indexed for us: we index them ourselves now.
+        let me = self.cfg.own.clone();
+        let objects: Vec<ObjectId> = self.holdings.iter().copied().collect();
+        for o in objects {
+            self.holders.add(o, me.clone(), self.locality.own_asn(), true, u64::MAX);
+        }
+        self.register(now);
+        self.start_lookup(now, self.cfg.own.peer.key(), LookupKind::Nodes, None);
+    }
+
+    fn register(&mut self, _now: u64) {
+        let me = self.cfg.own.clone();
+        let seeders: Vec<Contact<P>> = self.cfg.seeders.clone();
+        for s in seeders {
+            self.send(s, Request::RegisterSupernode { me: me.clone() }, Pending::Other);
+        }
+    }
+
+    fn maintain_supernode(&mut self, now: u64) {
+        let t = &self.cfg.timing;
+        let hb = t.heartbeat_ms;
+        let demote_after = t.demote_after_ms;
+        if now >= self.next_heartbeat {
+            self.register(now);
+        }
+        let few = self.children.len() < 2;
+        let other_near = self.supernodes.values().any(|(c, _)| {
+            !self.is_seeder(&c.peer) && self.locality.proximity(c.ip, None).tier <= 1
+        });
+        let overloaded = self.served_rate.rate(now) > 0.9 * self.cfg.upload_bytes_per_s;
+        if (few && other_near) || !self.reachable || overloaded {
+            let since = *self.few_children_since.get_or_insert(now);
+            if now.saturating_sub(since) >= demote_after || !self.reachable {
+                self.step_down(now);
+            }
+        } else {
+            self.few_children_since = None;
+        }
+        let _ = hb;
+    }
+
+    fn step_down(&mut self, now: u64) {
+        self.role = Role::Leaf;
+        self.outputs.push_back(Output::RoleChanged { role: Role::Leaf });
+        let children: Vec<Contact<P>> = self.children.values().map(|c| c.contact.clone()).collect();
+        self.children.clear();
+        self.holders = HolderIndex::default();
+        self.routing = RoutingTable::new(self.cfg.own.peer.key());
+        self.few_children_since = None;
+        // Children find out at their next heartbeat (NotAttached) and re-attach.
+        let _ = children;
+        self.next_attach = now;
+    }
+
+    // ----- plumbing -----
+
+    #[allow(dead_code)]
+    fn strategy(&self) -> Strategy {
+        self.cfg.strategy
+    }
+
+    fn send(&mut self, to: Contact<P>, request: Request<P>, what: Pending) {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.pending.insert(id, (to.peer.clone(), what));
+        self.outputs.push_back(Output::Request { id, to, request });
+    }
+
+    /// Next effect for the driver.
+    pub fn poll_output(&mut self) -> Option<Output<P>> {
+        self.outputs.pop_front()
+    }
+
+    /// Requests the node is waiting on.
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+fn ranking_for(strategy: Strategy) -> Ranking {
+    match strategy {
+        Strategy::Nearcast | Strategy::SeederOnly => Ranking::Full,
+        Strategy::PrefixOnly => Ranking::PrefixOnly,
+        Strategy::RandomSwarm => Ranking::Blind,
+    }
+}

@@ -1,0 +1,204 @@
+//! Proximity: how near another peer is (same IP prefix, same AS, AS distance, then RTT), and the
+//! class a source's bytes are counted under.
+//!
+//! Locality is used to choose whom to fetch from and which supernodes to attach to, never to
+//! shape the DHT routing table (that must stay diverse).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bincode::{Decode, Encode};
+use nearcast_asmap::AsMap;
+
+/// Where fetched bytes came from; the exclusive classes of `nearcast_fetched_bytes_total`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Encode, Decode)]
+pub enum SourceClass {
+    Local,
+    SamePrefix,
+    SameAs,
+    OtherAs,
+    Seeder,
+}
+
+impl SourceClass {
+    pub const ALL: [SourceClass; 5] = [
+        SourceClass::Local,
+        SourceClass::SamePrefix,
+        SourceClass::SameAs,
+        SourceClass::OtherAs,
+        SourceClass::Seeder,
+    ];
+
+    /// Label used in metrics and reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceClass::Local => "local",
+            SourceClass::SamePrefix => "same_prefix",
+            SourceClass::SameAs => "same_as",
+            SourceClass::OtherAs => "other_as",
+            SourceClass::Seeder => "seeder",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Sort key: smaller is nearer.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct Proximity {
+    /// 0 same prefix, 1 same AS, 2 adjacent AS, 3.. farther, up to `FAR`.
+    pub tier: u8,
+    /// 128 minus the common prefix length: a longer common prefix is nearer.
+    pub prefix_gap: u8,
+    /// Measured round-trip time in ms, `u32::MAX` when unknown.
+    pub rtt_ms: u32,
+}
+
+impl Proximity {
+    pub const FAR: u8 = 1 + nearcast_asmap::MAX_AS_DISTANCE;
+
+    pub fn class(&self) -> SourceClass {
+        match self.tier {
+            0 => SourceClass::SamePrefix,
+            1 => SourceClass::SameAs,
+            _ => SourceClass::OtherAs,
+        }
+    }
+}
+
+/// Length of the common leading bits of two addresses (0 across families).
+pub fn common_prefix_len(a: IpAddr, b: IpAddr) -> u8 {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) ^ u32::from(b)).leading_zeros() as u8,
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a) ^ u128::from(b)).leading_zeros() as u8,
+        _ => 0,
+    }
+}
+
+/// What ranking uses of the map (baselines switch parts off; classes always use all of it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ranking {
+    /// Prefix, AS, AS distance, RTT.
+    Full,
+    /// Longest common IP prefix only.
+    PrefixOnly,
+    /// No locality: a fixed pseudo-random order.
+    Blind,
+}
+
+/// This peer's view of the network map, cheap to clone and swapped whole when a new map arrives.
+#[derive(Clone)]
+pub struct Locality {
+    ranking: Ranking,
+    map: Arc<AsMap>,
+    own_ip: IpAddr,
+    own_asn: Option<u32>,
+    own_prefix: Option<ipnet::IpNet>,
+}
+
+impl Locality {
+    pub fn new(map: Arc<AsMap>, own_ip: IpAddr) -> Self {
+        let route = map.lookup(own_ip);
+        Locality {
+            ranking: Ranking::Full,
+            own_asn: route.as_ref().map(|r| r.asn),
+            own_prefix: route.map(|r| r.prefix),
+            map,
+            own_ip,
+        }
+    }
+
+    /// The same view, ranking with `ranking`.
+    pub fn with_ranking(mut self, ranking: Ranking) -> Self {
+        self.ranking = ranking;
+        self
+    }
+
+    /// The class bytes from `ip` count under (always with the full map).
+    pub fn class_of(&self, ip: IpAddr) -> SourceClass {
+        let full = Locality { ranking: Ranking::Full, ..self.clone() };
+        full.proximity(ip, None).class()
+    }
+
+    pub fn map(&self) -> &Arc<AsMap> {
+        &self.map
+    }
+
+    pub fn own_ip(&self) -> IpAddr {
+        self.own_ip
+    }
+
+    /// The AS this peer is in, if the map knows.
+    pub fn own_asn(&self) -> Option<u32> {
+        self.own_asn
+    }
+
+    /// AS of any address, if the map knows.
+    pub fn asn_of(&self, ip: IpAddr) -> Option<u32> {
+        self.map.lookup(ip).map(|r| r.asn)
+    }
+
+    /// How near `ip` is to this peer.
+    pub fn proximity(&self, ip: IpAddr, rtt_ms: Option<u32>) -> Proximity {
+        self.proximity_between(self.own_ip, self.own_prefix, self.own_asn, ip, rtt_ms)
+    }
+
+    /// How near `b` is to `a` (used by supernodes ranking holders for a requester).
+    pub fn proximity_of(&self, a: IpAddr, b: IpAddr) -> Proximity {
+        let route = self.map.lookup(a);
+        let (prefix, asn) = match route {
+            Some(r) => (Some(r.prefix), Some(r.asn)),
+            None => (None, None),
+        };
+        self.proximity_between(a, prefix, asn, b, None)
+    }
+
+    fn proximity_between(
+        &self,
+        a: IpAddr,
+        a_prefix: Option<ipnet::IpNet>,
+        a_asn: Option<u32>,
+        b: IpAddr,
+        rtt_ms: Option<u32>,
+    ) -> Proximity {
+        let common = common_prefix_len(a, b);
+        let rtt_ms = rtt_ms.unwrap_or(u32::MAX);
+        let prefix_gap = 128u8.saturating_sub(common);
+        let route_b = match self.ranking {
+            Ranking::Full => self.map.lookup(b),
+            Ranking::PrefixOnly => None,
+            Ranking::Blind => {
+                // A stable pseudo-random order, unrelated to where peers are.
+                let h = crate::content::sha256(format!("{a}{b}").as_bytes());
+                return Proximity { tier: Proximity::FAR, prefix_gap: h[0] & 0x7f, rtt_ms: u32::MAX };
+            }
+        };
+        let tier = match (a_prefix, a_asn, route_b) {
+            (Some(pa), Some(asn_a), Some(rb)) => {
+                if pa == rb.prefix {
+                    0
+                } else if asn_a == rb.asn {
+                    1
+                } else {
+                    1 + self.map.as_distance(asn_a, rb.asn)
+                }
+            }
+            // No map entry: fall back to the IP prefix alone.
+            _ => {
+                let same_prefix = match (a, b) {
+                    (IpAddr::V4(_), IpAddr::V4(_)) => common >= 24,
+                    (IpAddr::V6(_), IpAddr::V6(_)) => common >= 48,
+                    _ => false,
+                };
+                if same_prefix { 0 } else { Proximity::FAR }
+            }
+        };
+        Proximity {
+            tier: tier.min(Proximity::FAR),
+            prefix_gap,
+            rtt_ms,
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The Kademlia routing table of a DHT server: k-buckets of contacts by XOR distance.
+//!
+//! Deliberately locality-blind: a diverse table is what makes eclipse attacks hard.
+
+use crate::key::Key;
+use crate::peer::{Contact, PeerRef};
+
+/// Bucket size.
+pub const K: usize = 20;
+
+#[derive(Clone, Debug)]
+struct Entry<P> {
+    contact: Contact<P>,
+    last_seen: u64,
+    failures: u8,
+}
+
+/// k-buckets around our own key.
+pub struct RoutingTable<P> {
+    own: Key,
+    buckets: Vec<Vec<Entry<P>>>,
+}
+
+impl<P: PeerRef> RoutingTable<P> {
+    pub fn new(own: Key) -> Self {
+        RoutingTable {
+            own,
+            buckets: (0..256).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// Records a contact seen alive at `now`. Full buckets keep their live old entries.
+    pub fn insert(&mut self, contact: Contact<P>, now: u64) {
+        if contact.port == 0 {
+            return;
+        }
+        let Some(b) = self.own.bucket_index(&contact.peer.key()) else {
+            return;
+        };
+        let bucket = &mut self.buckets[b];
+        if let Some(e) = bucket.iter_mut().find(|e| e.contact.peer == contact.peer) {
+            e.contact = contact;
+            e.last_seen = now;
+            e.failures = 0;
+            return;
+        }
+        let entry = Entry { contact, last_seen: now, failures: 0 };
+        if bucket.len() < K {
+            bucket.push(entry);
+        } else if let Some(pos) = bucket.iter().position(|e| e.failures > 0) {
+            bucket[pos] = entry;
+        }
+    }
+
+    /// A request to `peer` failed; twice in a row removes it.
+    pub fn failed(&mut self, peer: &P) {
+        let Some(b) = self.own.bucket_index(&peer.key()) else {
+            return;
+        };
+        let bucket = &mut self.buckets[b];
+        if let Some(pos) = bucket.iter().position(|e| &e.contact.peer == peer) {
+            bucket[pos].failures += 1;
+            if bucket[pos].failures >= 2 {
+                bucket.remove(pos);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, peer: &P) {
+        if let Some(b) = self.own.bucket_index(&peer.key()) {
+            self.buckets[b].retain(|e| &e.contact.peer != peer);
+        }
+    }
+
+    /// The `n` known contacts closest to `target`.
+    pub fn closest(&self, target: &Key, n: usize) -> Vec<Contact<P>> {
+        let mut all: Vec<(&Entry<P>, [u8; 32])> = self
+            .buckets
+            .iter()
+            .flatten()
+            .map(|e| (e, target.distance(&e.contact.peer.key())))
+            .collect();
+        all.sort_by(|a, b| a.1.cmp(&b.1));
+        all.into_iter().take(n).map(|(e, _)| e.contact.clone()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries not heard from since `before`.
+    pub fn stale(&self, before: u64) -> Vec<Contact<P>> {
+        self.buckets
+            .iter()
+            .flatten()
+            .filter(|e| e.last_seen < before)
+            .map(|e| e.contact.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn c(i: u32) -> Contact<u32> {
+        Contact::new(i, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 1)
+    }
+
+    #[test]
+    fn closest_is_sorted_and_failures_evict() {
+        let mut t = RoutingTable::new(0u32.key());
+        for i in 1..500 {
+            t.insert(c(i), 0);
+        }
+        assert!(t.len() <= 256 * K && t.len() > 20);
+        let target = 77u32.key();
+        let got = t.closest(&target, 5);
+        assert_eq!(got[0].peer, 77);
+        for w in got.windows(2) {
+            assert!(target.distance(&w[0].peer.key()) <= target.distance(&w[1].peer.key()));
+        }
+        t.failed(&77);
+        t.failed(&77);
+        assert_ne!(t.closest(&target, 1)[0].peer, 77);
+    }
+}
