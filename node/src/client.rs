@@ -1,0 +1,112 @@
+//! The command-line client side: `nearcast get` and `nearcast status` talk to a running
+//! daemon's gateway over plain HTTP/1.1 on loopback.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Sends `GET path` and returns (status, headers, body reader).
+async fn request(
+    gateway: SocketAddr,
+    path: &str,
+) -> anyhow::Result<(u16, Vec<(String, String)>, BufReader<TcpStream>)> {
+    let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(gateway))
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out connecting to the gateway at {gateway}"))?
+        .with_context(|| {
+            format!("cannot reach the nearcast daemon's gateway at {gateway} (is `nearcast run` running?)")
+        })?;
+    let mut stream = BufReader::new(stream);
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {gateway}\r\nConnection: close\r\n\r\n");
+    stream.get_mut().write_all(req.as_bytes()).await?;
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("malformed HTTP status line {line:?}"))?;
+    let mut headers = Vec::new();
+    for _ in 0..100 {
+        line.clear();
+        if stream.read_line(&mut line).await? == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    Ok((status, headers, stream))
+}
+
+/// `nearcast get`: fetches an object through the daemon into `out` (or stdout).
+pub async fn get(gateway: SocketAddr, id: &str, out: Option<&Path>) -> anyhow::Result<()> {
+    let (status, headers, mut body) = request(gateway, &format!("/o/{id}")).await?;
+    if status != 200 {
+        let mut msg = String::new();
+        let _ = body.read_to_string(&mut msg).await;
+        bail!("{id}: {} ({status})", msg.trim());
+    }
+    let len: Option<u64> = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok());
+    let bar = match len {
+        Some(n) if n > 4 * 1024 * 1024 && out.is_some() => {
+            let b = indicatif::ProgressBar::new(n);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            Some(b)
+        }
+        _ => None,
+    };
+    let mut sink: Box<dyn Write> = match out {
+        Some(p) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = body.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        sink.write_all(&buf[..n])?;
+        total += n as u64;
+        if let Some(b) = &bar {
+            b.set_position(total);
+        }
+    }
+    sink.flush()?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(n) = len {
+        if total != n {
+            bail!("{id}: connection closed after {total} of {n} bytes");
+        }
+    }
+    Ok(())
+}
+
+/// `nearcast status`: prints the daemon's status JSON.
+pub async fn status(gateway: SocketAddr) -> anyhow::Result<String> {
+    let (status, _, mut body) = request(gateway, "/status").await?;
+    let mut s = String::new();
+    body.read_to_string(&mut s).await?;
+    if status != 200 {
+        bail!("status request failed ({status}): {}", s.trim());
+    }
+    Ok(s)
+}

@@ -1,0 +1,616 @@
+//! The daemon: drives the protocol core over libp2p and tokio, with the store and the HTTP
+//! gateway around it. It stays thin on purpose: decisions belong to the core, which the
+//! simulator runs too; this module only moves bytes and messages.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, multiaddr::Protocol};
+use nearcast_proto::content::Manifest;
+use nearcast_proto::node::RequestError;
+use nearcast_proto::{
+    Config, Contact, FetchId, Locality, Node, ObjectId, Output, Request, RequestId, Response, Role,
+    SourceClass,
+};
+use nearcast_store::Store;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chunks::{AdmitQuery, fetch_chunk, serve_chunks};
+use crate::gateway::{self, Command, FetchReport, StatusReport};
+use crate::metrics::Metrics;
+use crate::network::{Behaviour, BehaviourEvent, build_swarm, load_identity};
+use crate::peer::{NetPeer, contact_addr, parse_contact};
+use crate::settings::{Reachability, Settings, load_as_table};
+
+/// A chunk transfer finished.
+struct ChunkDone {
+    fetch: FetchId,
+    peer: NetPeer,
+    index: u32,
+    outcome: nearcast_proto::ChunkOutcome,
+}
+
+/// Runs a daemon until Ctrl-C or SIGTERM.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data)
+        .with_context(|| format!("cannot create data directory {}", settings.data.display()))?;
+    let store = Arc::new(
+        Store::open(&settings.data.join("store"), settings.cache_size)
+            .with_context(|| format!("cannot open the store in {}", settings.data.display()))?,
+    );
+    let asmap = load_as_table(settings.as_table.as_deref())?;
+    let key = load_identity(&settings.data)?;
+    let local_peer = key.public().to_peer_id();
+    let mut swarm = build_swarm(key, 1024)?;
+    println!("peer id: {local_peer}");
+
+    for addr in &settings.listen {
+        swarm
+            .listen_on(addr.clone())
+            .with_context(|| format!("cannot listen on {addr}"))?;
+    }
+    // Learn our own address (ports may be chosen by the OS).
+    let own_addr = wait_for_listen(&mut swarm, settings.listen.len(), local_peer).await?;
+    let (own_ip, own_port, _) = parse_contact(&own_addr)
+        .with_context(|| format!("cannot use listen address {own_addr}"))?;
+
+    let seeders = seeder_contacts(&settings, local_peer, own_ip, own_port)?;
+    for s in &seeders {
+        if s.peer.0 != local_peer {
+            if let Some(a) = contact_addr(s) {
+                swarm.add_peer_address(s.peer.0, a);
+            }
+        }
+    }
+    for addr in &settings.bootstrap {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot dial bootstrap address");
+        }
+    }
+
+    let own = Contact::new(NetPeer(local_peer), own_ip, own_port);
+    let mut cfg = Config::new(own, settings.role, seeders, rand_seed());
+    cfg.timing.promote_after_ms = settings.promote_after.as_millis() as u64;
+    cfg.upload_bytes_per_s = settings.upload_limit as f64;
+    if settings.role == Role::Seeder {
+        cfg.upload_bytes_per_s = f64::MAX / 8.0;
+        cfg.control_per_s = 20_000.0;
+        cfg.max_children = 5_000;
+    }
+    let started = Instant::now();
+    let locality = Locality::new(asmap, own_ip);
+    let mut node = Node::new(cfg, locality, 0);
+    match settings.reachable {
+        Reachability::Yes => node.set_reachable(true),
+        Reachability::No => node.set_reachable(false),
+        Reachability::Auto => {}
+    }
+    let held = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.list()).await?
+    };
+    for info in held.iter().filter(|i| i.complete) {
+        node.object_stored(info.id);
+    }
+    tracing::info!(objects = held.len(), "store opened");
+
+    let metrics = Arc::new(Metrics::new());
+    let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(256);
+    let (admit_tx, admit_rx) = mpsc::channel::<AdmitQuery>(256);
+    let control = swarm.behaviour().chunks.new_control();
+    tokio::spawn(serve_chunks(
+        control.clone(),
+        store.clone(),
+        admit_tx,
+        metrics.clone(),
+        settings.fault_corrupt_chunks,
+    ));
+    if let Some(addr) = settings.http {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind HTTP address {addr}"))?;
+        let bound = listener.local_addr()?;
+        let label = if settings.role == Role::Seeder {
+            "http"
+        } else {
+            "gateway"
+        };
+        println!("{label}: http://{bound}");
+        let state = gateway::GatewayState {
+            commands: cmd_tx.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(gateway::serve(listener, state));
+    }
+
+    let mut daemon = Daemon {
+        node,
+        swarm,
+        store,
+        metrics,
+        control,
+        started,
+        outbound: HashMap::new(),
+        waiters: HashMap::new(),
+        fetch_objects: HashMap::new(),
+        manifests: HashMap::new(),
+        fetch_started: HashMap::new(),
+        bootstrap_warned: false,
+    };
+    daemon.event_loop(cmd_rx, admit_rx).await
+}
+
+fn rand_seed() -> u64 {
+    let mut b = [0u8; 8];
+    let id = libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id()
+        .to_bytes();
+    for (i, x) in id.iter().rev().take(8).enumerate() {
+        b[i] = *x;
+    }
+    u64::from_le_bytes(b) ^ std::process::id() as u64
+}
+
+async fn wait_for_listen(
+    swarm: &mut Swarm<Behaviour>,
+    expected: usize,
+    local_peer: PeerId,
+) -> anyhow::Result<Multiaddr> {
+    let mut first: Option<Multiaddr> = None;
+    let mut seen = 0;
+    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(deadline);
+    while seen < expected {
+        tokio::select! {
+            ev = swarm.select_next_some() => match ev {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    println!("listening: {}", address.clone().with(Protocol::P2p(local_peer)));
+                    seen += 1;
+                    let is_tcp = address.iter().any(|p| matches!(p, Protocol::Tcp(_)));
+                    if is_tcp && first.is_none() {
+                        first = Some(address);
+                    }
+                }
+                SwarmEvent::ListenerError { error, .. } => anyhow::bail!("listener failed: {error}"),
+                SwarmEvent::ListenerClosed { reason: Err(e), .. } => anyhow::bail!("listener closed: {e}"),
+                _ => {}
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    first.context("no TCP listen address came up (give --listen /ip4/IP/tcp/PORT)")
+}
+
+fn seeder_contacts(
+    settings: &Settings,
+    local_peer: PeerId,
+    own_ip: std::net::IpAddr,
+    own_port: u16,
+) -> anyhow::Result<Vec<Contact<NetPeer>>> {
+    let mut seeders = Vec::new();
+    if settings.role == Role::Seeder {
+        seeders.push(Contact::new(NetPeer(local_peer), own_ip, own_port));
+    }
+    for addr in &settings.bootstrap {
+        let (ip, port, peer) = parse_contact(addr)
+            .with_context(|| format!("bootstrap address {addr} has no IP address"))?;
+        let peer = peer.with_context(|| {
+            format!("bootstrap address {addr} must end in /p2p/PEER_ID (the seeder's peer id)")
+        })?;
+        if port == 0 {
+            anyhow::bail!("bootstrap address {addr} must name a TCP port");
+        }
+        seeders.push(Contact::new(NetPeer(peer), ip, port));
+    }
+    Ok(seeders)
+}
+
+struct Daemon {
+    node: Node<NetPeer>,
+    swarm: Swarm<Behaviour>,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    control: libp2p_stream::Control,
+    started: Instant,
+    outbound: HashMap<OutboundRequestId, RequestId>,
+    waiters: HashMap<ObjectId, Vec<oneshot::Sender<FetchReport>>>,
+    fetch_objects: HashMap<FetchId, ObjectId>,
+    manifests: HashMap<ObjectId, Arc<Manifest>>,
+    fetch_started: HashMap<FetchId, Instant>,
+    bootstrap_warned: bool,
+}
+
+impl Daemon {
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    async fn event_loop(
+        &mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut admits: mpsc::Receiver<AdmitQuery>,
+    ) -> anyhow::Result<()> {
+        let (chunk_tx, mut chunk_rx) = mpsc::channel::<ChunkDone>(1024);
+        let mut gauges = tokio::time::interval(Duration::from_secs(2));
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            let now = self.now();
+            let wake = self.node.poll_timeout().unwrap_or(now + 1000).max(now);
+            let sleep = tokio::time::sleep(Duration::from_millis(wake - now));
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                Some(cmd) = commands.recv() => self.on_command(cmd),
+                Some(q) = admits.recv() => {
+                    let now = self.now();
+                    let len = self.chunk_len(&q.object, q.index);
+                    if !self.node.holds(&q.object) && self.store.is_complete(&q.object) {
+                        // Published by another process (`nearcast-seeder add`) since start.
+                        self.node.object_stored(q.object);
+                    }
+                    let d = self.node.admit_chunk(now, &NetPeer(q.from), &q.object, q.index, len);
+                    let _ = q.reply.send(d);
+                }
+                Some(done) = chunk_rx.recv() => {
+                    let now = self.now();
+                    if done.outcome == nearcast_proto::ChunkOutcome::Corrupt {
+                        self.metrics.chunks_rejected.inc();
+                    }
+                    self.node.handle_chunk(now, done.fetch, &done.peer, done.index, done.outcome);
+                }
+                _ = sleep => {
+                    let now = self.now();
+                    self.node.handle_timeout(now);
+                }
+                _ = gauges.tick() => self.update_gauges(),
+                _ = &mut shutdown => {
+                    tracing::info!("shutting down");
+                    return Ok(());
+                }
+            }
+            self.drain_outputs(&chunk_tx);
+        }
+    }
+
+    fn chunk_len(&mut self, object: &ObjectId, index: u32) -> u64 {
+        if let Some(m) = self.manifests.get(object) {
+            return m.chunk_len(index) as u64;
+        }
+        match self.store.manifest(object) {
+            Ok(Some(m)) => m.chunk_len(index) as u64,
+            _ => 0,
+        }
+    }
+
+    fn update_gauges(&mut self) {
+        let s = self.node.status();
+        self.metrics.children.set(s.children as i64);
+        self.metrics.parents.set(s.parents.len() as i64);
+        self.metrics.is_supernode.set(i64::from(s.role.is_server()));
+        self.metrics
+            .connected_peers
+            .set(self.swarm.connected_peers().count() as i64);
+        self.metrics
+            .store_bytes
+            .set(self.store.usage().bytes as i64);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = self.now();
+        match cmd {
+            Command::Fetch { object, reply } => {
+                let first = !self.waiters.contains_key(&object);
+                self.waiters.entry(object).or_default().push(reply);
+                if first {
+                    let fid = self.node.start_fetch(now, object);
+                    self.fetch_objects.insert(fid, object);
+                    self.fetch_started.insert(fid, Instant::now());
+                }
+            }
+            Command::Status { reply } => {
+                let s = self.node.status();
+                let usage = self.store.usage();
+                let _ = reply.send(StatusReport {
+                    peer_id: self.swarm.local_peer_id().to_string(),
+                    role: s.role.label().to_string(),
+                    parents: s.parents.iter().map(|c| c.peer.0.to_string()).collect(),
+                    children: s.children,
+                    peers: self.swarm.connected_peers().count(),
+                    known_supernodes: s.known_supernodes,
+                    routing_table: s.routing_table,
+                    store_bytes: usage.bytes,
+                    store_objects: usage.objects,
+                    store_budget: usage.budget,
+                });
+            }
+        }
+    }
+
+    fn drain_outputs(&mut self, chunk_tx: &mpsc::Sender<ChunkDone>) {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Request { id, to, request } => {
+                    if let Some(addr) = contact_addr(&to) {
+                        self.swarm.add_peer_address(to.peer.0, addr);
+                    }
+                    let rid = self
+                        .swarm
+                        .behaviour_mut()
+                        .control
+                        .send_request(&to.peer.0, request);
+                    self.outbound.insert(rid, id);
+                }
+                Output::FetchChunk {
+                    fetch,
+                    from,
+                    object,
+                    index,
+                } => {
+                    let Some(manifest) = self.manifests.get(&object).cloned() else {
+                        continue;
+                    };
+                    if let Some(addr) = contact_addr(&from) {
+                        self.swarm.add_peer_address(from.peer.0, addr);
+                    }
+                    let control = self.control.clone();
+                    let store = self.store.clone();
+                    let tx = chunk_tx.clone();
+                    tokio::spawn(async move {
+                        let outcome =
+                            fetch_chunk(control, store, from.peer.0, object, manifest, index).await;
+                        let _ = tx
+                            .send(ChunkDone {
+                                fetch,
+                                peer: from.peer,
+                                index,
+                                outcome,
+                            })
+                            .await;
+                    });
+                }
+                Output::Manifest {
+                    fetch: _,
+                    object,
+                    manifest,
+                } => {
+                    if let Err(e) = self.store.put_manifest(&manifest) {
+                        tracing::warn!(%object, error = %e, "cannot store manifest");
+                    }
+                    self.store.protect(&object);
+                    self.manifests.insert(object, Arc::new(manifest));
+                }
+                Output::FetchDone {
+                    fetch,
+                    object,
+                    bytes,
+                    first_byte_ms: _,
+                } => {
+                    self.finish_fetch(fetch, object, Ok(bytes));
+                }
+                Output::FetchFailed {
+                    fetch,
+                    object,
+                    error,
+                } => {
+                    tracing::info!(%object, %error, "fetch failed");
+                    self.finish_fetch(fetch, object, Err(error.to_string()));
+                }
+                Output::Ban { peer } => {
+                    tracing::warn!(peer = %peer.0, "dropping peer that sent bad data");
+                    self.metrics.peers_banned.inc();
+                    let _ = self.swarm.disconnect_peer_id(peer.0);
+                }
+                Output::RoleChanged { role } => {
+                    tracing::info!(role = role.label(), "role changed");
+                }
+            }
+        }
+    }
+
+    fn finish_fetch(&mut self, fetch: FetchId, object: ObjectId, result: Result<[u64; 5], String>) {
+        self.fetch_objects.remove(&fetch);
+        self.manifests.remove(&object);
+        self.store.unprotect(&object);
+        if let Some(t) = self.fetch_started.remove(&fetch) {
+            self.metrics
+                .fetch_seconds
+                .observe(t.elapsed().as_secs_f64());
+        }
+        let report = match result {
+            Ok(mut bytes) => {
+                self.metrics.fetches_ok.inc();
+                if bytes.iter().all(|b| *b == 0) {
+                    // Served from our own store.
+                    let size = self
+                        .store
+                        .manifest(&object)
+                        .ok()
+                        .flatten()
+                        .map(|m| m.size)
+                        .unwrap_or(0);
+                    bytes[SourceClass::Local.index()] = size;
+                }
+                for class in SourceClass::ALL {
+                    self.metrics.add_fetched(class, bytes[class.index()]);
+                }
+                FetchReport::Done { bytes }
+            }
+            Err(e) => {
+                self.metrics.fetches_failed.inc();
+                FetchReport::Failed(e)
+            }
+        };
+        for w in self.waiters.remove(&object).unwrap_or_default() {
+            let _ = w.send(report.clone());
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        let now = self.now();
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Control(ev)) => self.on_control(now, ev),
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatClient(autonat::v2::client::Event {
+                tested_addr,
+                result,
+                ..
+            })) => {
+                let ok = result.is_ok();
+                tracing::debug!(%tested_addr, ok, "AutoNAT probe");
+                if ok {
+                    self.node.set_reachable(true);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(
+                libp2p::identify::Event::Received { peer_id, info, .. },
+            )) => {
+                for a in info.listen_addrs {
+                    if a.iter().any(|p| matches!(p, Protocol::Tcp(_))) {
+                        self.swarm.add_peer_address(peer_id, a);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                if self.node.is_seeder(&NetPeer(peer)) && !self.bootstrap_warned {
+                    self.bootstrap_warned = true;
+                    tracing::warn!(%peer, %error, "seeder unreachable; will keep retrying");
+                } else {
+                    tracing::debug!(%peer, %error, "dial failed");
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                if self.node.is_banned(&NetPeer(peer_id)) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                } else if self.node.is_seeder(&NetPeer(peer_id)) && self.bootstrap_warned {
+                    self.bootstrap_warned = false;
+                    tracing::info!(%peer_id, "seeder reachable again");
+                }
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "reachable from outside");
+                self.node.set_reachable(true);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_control(
+        &mut self,
+        now: u64,
+        ev: request_response::Event<Request<NetPeer>, Response<NetPeer>>,
+    ) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    self.on_request(now, peer, request, channel);
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(id) = self.outbound.remove(&request_id) {
+                        self.node.handle_response(now, id, Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                if let Some(id) = self.outbound.remove(&request_id) {
+                    let e = match error {
+                        request_response::OutboundFailure::Io(ref io)
+                            if io.kind() == std::io::ErrorKind::InvalidData =>
+                        {
+                            tracing::warn!(%peer, %error, "malformed response");
+                            RequestError::Malformed
+                        }
+                        _ => {
+                            tracing::debug!(%peer, %error, "request failed");
+                            RequestError::Unreachable
+                        }
+                    };
+                    self.node.handle_response(now, id, Err(e));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: u64,
+        peer: PeerId,
+        request: Request<NetPeer>,
+        channel: ResponseChannel<Response<NetPeer>>,
+    ) {
+        let response = match request {
+            Request::GetManifest { object } => self.manifest_response(&object),
+            other => self.node.handle_request(now, &NetPeer(peer), other),
+        };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .control
+            .send_response(channel, response);
+    }
+
+    fn manifest_response(&mut self, object: &ObjectId) -> Response<NetPeer> {
+        if let Some(m) = self.manifests.get(object) {
+            return Response::Manifest { bytes: m.encode() };
+        }
+        match self.store.manifest(object) {
+            Ok(Some(m)) => {
+                if m.chunk_count() == 0 {
+                    // Small objects travel inside their manifest.
+                    self.metrics.served_bytes.inc_by(m.size);
+                }
+                Response::Manifest { bytes: m.encode() }
+            }
+            Ok(None) => Response::NotFound,
+            Err(e) => {
+                tracing::warn!(%object, error = %e, "stored manifest unreadable");
+                Response::NotFound
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,258 @@
+//! The local HTTP gateway: `GET /o/{id}` (the object, verified, with caching headers and Range
+//! support), `GET /status` (JSON) and `GET /metrics` (Prometheus text).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use nearcast_proto::ObjectId;
+use nearcast_store::Store;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+
+/// How long a gateway request waits for a fetch.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Requests from the gateway to the daemon's event loop.
+pub enum Command {
+    Fetch {
+        object: ObjectId,
+        reply: oneshot::Sender<FetchReport>,
+    },
+    Status {
+        reply: oneshot::Sender<StatusReport>,
+    },
+}
+
+/// Outcome of a fetch, for the gateway.
+#[derive(Clone, Debug)]
+pub enum FetchReport {
+    Done { bytes: [u64; 5] },
+    Failed(String),
+}
+
+/// The `/status` document.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StatusReport {
+    pub peer_id: String,
+    pub role: String,
+    pub parents: Vec<String>,
+    pub children: usize,
+    pub peers: usize,
+    pub known_supernodes: usize,
+    pub routing_table: usize,
+    pub store_bytes: u64,
+    pub store_objects: usize,
+    pub store_budget: Option<u64>,
+}
+
+/// Shared by the handlers.
+#[derive(Clone)]
+pub struct GatewayState {
+    pub commands: mpsc::Sender<Command>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Serves the gateway until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, state: GatewayState) {
+    let app = Router::new()
+        .route("/o/{id}", get(get_object))
+        .route("/status", get(get_status))
+        .route("/metrics", get(get_metrics))
+        .with_state(state);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "HTTP server stopped");
+    }
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+    let mut body = msg.into();
+    body.push('\n');
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn get_status(State(st): State<GatewayState>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if st
+        .commands
+        .send(Command::Status { reply: tx })
+        .await
+        .is_err()
+    {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "daemon stopping");
+    }
+    match rx.await {
+        Ok(s) => {
+            let v = serde_json::json!({
+                "peer_id": s.peer_id,
+                "role": s.role,
+                "parents": s.parents,
+                "children": s.children,
+                "peers": s.peers,
+                "known_supernodes": s.known_supernodes,
+                "routing_table": s.routing_table,
+                "store": {"bytes": s.store_bytes, "objects": s.store_objects, "budget": s.store_budget},
+            });
+            ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+        }
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "daemon stopping"),
+    }
+}
+
+async fn get_metrics(State(st): State<GatewayState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Parses a single `bytes=` range against `size`: Ok(None) for no header, Err for unsatisfiable.
+fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(v) = headers.get(header::RANGE) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| ())?;
+    let spec = v.strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(());
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        (size.saturating_sub(n), size.saturating_sub(1))
+    } else {
+        let s: u64 = a.parse().map_err(|_| ())?;
+        let e: u64 = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse().map_err(|_| ())?
+        };
+        (s, e.min(size.saturating_sub(1)))
+    };
+    if size == 0 || start > end || start >= size {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+async fn get_object(
+    State(st): State<GatewayState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let object: ObjectId = match id.parse() {
+        Ok(o) => o,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad object id: {e}")),
+    };
+    let (tx, rx) = oneshot::channel();
+    if st
+        .commands
+        .send(Command::Fetch { object, reply: tx })
+        .await
+        .is_err()
+    {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "daemon stopping");
+    }
+    match tokio::time::timeout(FETCH_TIMEOUT, rx).await {
+        Ok(Ok(FetchReport::Done { .. })) => {}
+        Ok(Ok(FetchReport::Failed(reason))) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("object {object} not found: {reason}"),
+            );
+        }
+        Ok(Err(_)) => return text(StatusCode::SERVICE_UNAVAILABLE, "daemon stopping"),
+        Err(_) => {
+            return text(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "object {object}: no complete copy within {}s",
+                    FETCH_TIMEOUT.as_secs()
+                ),
+            );
+        }
+    }
+    let store = st.store.clone();
+    let manifest = match tokio::task::spawn_blocking(move || store.manifest(&object)).await {
+        Ok(Ok(Some(m))) => m,
+        _ => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "object vanished from the store",
+            );
+        }
+    };
+    let size = manifest.size;
+    let (status, start, end) = match parse_range(&headers, size) {
+        Ok(None) => (StatusCode::OK, 0, size.saturating_sub(1)),
+        Ok(Some((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e),
+        Err(()) => {
+            let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    let len = if size == 0 { 0 } else { end - start + 1 };
+    // Stream in pieces of at most one chunk; every piece is read verified from the store.
+    let piece = u64::from(manifest.chunk_size);
+    let store = st.store.clone();
+    let stream = futures::stream::unfold(start, move |pos| {
+        let store = store.clone();
+        async move {
+            if len == 0 || pos > end {
+                return None;
+            }
+            let n = (piece - pos % piece).min(end + 1 - pos);
+            let r = tokio::task::spawn_blocking(move || store.read_range(&object, pos, n)).await;
+            let item = match r {
+                Ok(Ok(data)) => Ok(Bytes::from(data)),
+                Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let next = if item.is_ok() { pos + n } else { u64::MAX };
+            Some((item, next))
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    let media = HeaderValue::from_str(&manifest.media_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_TYPE, media);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{object}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    resp
+}

@@ -1,0 +1,108 @@
+//! The libp2p side of the node: identity, transports (TCP+noise+yamux and QUIC), and the
+//! behaviours (control request-response, chunk streams, identify, ping, AutoNAT v2, limits).
+//!
+//! No relay transport is built in, so content never crosses a relay.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use libp2p::identity::Keypair;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    StreamProtocol, Swarm, autonat, connection_limits, identify, noise, ping, request_response,
+    tcp, yamux,
+};
+use nearcast_proto::message::{CHUNK_PROTOCOL, CONTROL_PROTOCOL};
+
+use crate::codec::ControlCodec;
+
+/// All behaviours of a nearcast node.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub control: request_response::Behaviour<ControlCodec>,
+    pub chunks: libp2p_stream::Behaviour,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub autonat_client: autonat::v2::client::Behaviour,
+    pub autonat_server: autonat::v2::server::Behaviour,
+    pub limits: connection_limits::Behaviour,
+}
+
+/// Protocol name of chunk streams.
+pub fn chunk_protocol() -> StreamProtocol {
+    StreamProtocol::new(CHUNK_PROTOCOL)
+}
+
+/// Loads the node's identity from `DIR/identity.key`, creating it on first start.
+pub fn load_identity(data: &Path) -> anyhow::Result<Keypair> {
+    let path = data.join("identity.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes)
+            .with_context(|| format!("{} is not a valid identity key", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Keypair::generate_ed25519();
+            let bytes = key
+                .to_protobuf_encoding()
+                .context("encoding new identity")?;
+            let tmp = data.join("identity.key.tmp");
+            {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)
+                    .with_context(|| format!("creating {}", tmp.display()))?;
+                f.write_all(&bytes)?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Builds the swarm.
+pub fn build_swarm(key: Keypair, max_connections: u32) -> anyhow::Result<Swarm<Behaviour>> {
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .context("building the TCP transport")?
+        .with_quic()
+        .with_behaviour(|key| {
+            let control = request_response::Behaviour::new(
+                [(
+                    StreamProtocol::new(CONTROL_PROTOCOL),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(10))
+                    .with_max_concurrent_streams(256),
+            );
+            let identify = identify::Behaviour::new(identify::Config::new(
+                "/nearcast/id/1".into(),
+                key.public(),
+            ));
+            let limits = connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(max_connections))
+                    .with_max_established_per_peer(Some(4))
+                    .with_max_pending_incoming(Some(64)),
+            );
+            Ok(Behaviour {
+                control,
+                chunks: libp2p_stream::Behaviour::new(),
+                identify,
+                ping: ping::Behaviour::default(),
+                autonat_client: autonat::v2::client::Behaviour::default(),
+                autonat_server: autonat::v2::server::Behaviour::default(),
+                limits,
+            })
+        })
+        .map_err(|e| anyhow::anyhow!("building behaviours: {e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    Ok(swarm)
+}

@@ -1,0 +1,117 @@
+//! Daemon settings shared by `nearcast run` and `nearcast-seeder run`, and parsers for the
+//! values users type (sizes, durations, AS tables).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use libp2p::Multiaddr;
+use nearcast_asmap::AsMap;
+use nearcast_proto::Role;
+
+/// Whether this node is reachable from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Reachability {
+    /// Decided by AutoNAT v2 probes.
+    Auto,
+    Yes,
+    No,
+}
+
+/// Everything a daemon runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub role: Role,
+    pub data: PathBuf,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub http: Option<SocketAddr>,
+    pub cache_size: Option<u64>,
+    pub as_table: Option<PathBuf>,
+    pub promote_after: Duration,
+    pub reachable: Reachability,
+    pub upload_limit: u64,
+    /// Test-only fault injection: serve chunks with flipped bytes.
+    pub fault_corrupt_chunks: bool,
+}
+
+/// Parses `512MiB`, `2G`, `1000000`.
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num
+        .parse()
+        .with_context(|| format!("invalid size {s:?}: expected e.g. 512MiB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024f64.powi(4),
+        other => bail!("invalid size unit {other:?} in {s:?}: use B, KiB, MiB, GiB, KB, MB, GB"),
+    };
+    if !num.is_finite() || num < 0.0 {
+        bail!("invalid size {s:?}");
+    }
+    Ok((num * mult) as u64)
+}
+
+/// Parses `500ms`, `2s`, `10m`, `1h`.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid duration {s:?}: expected e.g. 30s"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" | "min" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        other => bail!("invalid duration unit {other:?} in {s:?}: use ms, s, m or h"),
+    })
+}
+
+/// Loads the proximity map: a `first_ip,last_ip,asn[,org]` CSV, or none.
+pub fn load_as_table(path: Option<&Path>) -> anyhow::Result<Arc<AsMap>> {
+    let Some(path) = path else {
+        tracing::info!("no AS table given: proximity by IP prefix only");
+        return Ok(Arc::new(AsMap::empty()));
+    };
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open AS table {}", path.display()))?;
+    let map = AsMap::from_ranges_csv(std::io::BufReader::new(file))
+        .with_context(|| format!("AS table {} is malformed", path.display()))?;
+    tracing::info!(file = %path.display(), "AS table loaded");
+    Ok(Arc::new(map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("512MiB").ok(), Some(512 * 1024 * 1024));
+        assert_eq!(parse_size("2G").ok(), Some(2_000_000_000));
+        assert_eq!(parse_size("100").ok(), Some(100));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert_eq!(parse_duration("2s").ok(), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_duration("500ms").ok(),
+            Some(Duration::from_millis(500))
+        );
+        assert!(parse_duration("soon").is_err());
+    }
+}

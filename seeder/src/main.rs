@@ -1,0 +1,141 @@
+//! `nearcast-seeder`: the origin daemon. `run` serves as an always-on supernode and origin;
+//! `add` publishes files into its store (also while it runs); `asmap` builds and checks the
+//! proximity map from routing data.
+
+mod publish;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use libp2p::Multiaddr;
+use nearcast::settings::{Reachability, Settings};
+use nearcast_proto::Role;
+
+#[derive(Parser)]
+#[command(name = "nearcast-seeder", version, about = "nearcast origin seeder")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the origin daemon.
+    Run {
+        /// Data directory (store, identity).
+        #[arg(long)]
+        data: PathBuf,
+        /// Listen address, e.g. /ip4/0.0.0.0/tcp/4000 (repeatable).
+        #[arg(long, required = true)]
+        listen: Vec<Multiaddr>,
+        /// Other seeders, ending in /p2p/PEER_ID (repeatable).
+        #[arg(long)]
+        peer_seeder: Vec<Multiaddr>,
+        /// Address for /status and /metrics.
+        #[arg(long)]
+        http: Option<SocketAddr>,
+        /// IP ranges to AS numbers: CSV rows first_ip,last_ip,asn[,org].
+        #[arg(long)]
+        as_table: Option<PathBuf>,
+    },
+    /// Publish files and directories (recursively); prints `ID  PATH` per file.
+    Add {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Build or inspect a proximity map.
+    Asmap {
+        #[command(subcommand)]
+        cmd: AsmapCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AsmapCmd {
+    /// Build a map from MRT RIB dumps, range CSVs and prefix tables.
+    Build {
+        #[arg(long, num_args = 1..)]
+        mrt: Vec<PathBuf>,
+        #[arg(long, num_args = 1..)]
+        ranges: Vec<PathBuf>,
+        #[arg(long, num_args = 1..)]
+        prefixes: Vec<PathBuf>,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Print prefix and origin AS of each IP, and for two IPs their AS distance.
+    Lookup {
+        map: PathBuf,
+        #[arg(required = true)]
+        ips: Vec<IpAddr>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    nearcast::logging::init();
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Run {
+            data,
+            listen,
+            peer_seeder,
+            http,
+            as_table,
+        } => {
+            let settings = Settings {
+                role: Role::Seeder,
+                data,
+                listen,
+                bootstrap: peer_seeder,
+                http,
+                cache_size: None,
+                as_table,
+                promote_after: Duration::ZERO,
+                reachable: Reachability::Yes,
+                upload_limit: u64::MAX,
+                fault_corrupt_chunks: false,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(nearcast::daemon::run(settings)))
+        }
+        Cmd::Add { data, paths } => publish::add(&data, &paths),
+        Cmd::Asmap {
+            cmd:
+                AsmapCmd::Build {
+                    mrt,
+                    ranges,
+                    prefixes,
+                    output,
+                },
+        } => {
+            if mrt.is_empty() && ranges.is_empty() && prefixes.is_empty() {
+                Err(anyhow::anyhow!(
+                    "give at least one --mrt, --ranges or --prefixes file"
+                ))
+            } else {
+                nearcast_asmap::build::build_cli(&mrt, &ranges, &prefixes, &output)
+                    .map(|report| println!("{report}"))
+                    .map_err(anyhow::Error::from)
+            }
+        }
+        Cmd::Asmap {
+            cmd: AsmapCmd::Lookup { map, ips },
+        } => nearcast_asmap::lookup_cli(&map, &ips)
+            .map(|text| print!("{text}"))
+            .map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
