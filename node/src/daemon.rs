@@ -17,7 +17,7 @@ use nearcast_proto::{
     Config, Contact, FetchId, Locality, Node, ObjectId, Output, Request, RequestId, Response, Role,
     SourceClass,
 };
-use nearcast_store::Store;
+use nearcast_store::{Store, StoreOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chunks::{AdmitQuery, fetch_chunk, serve_chunks};
@@ -39,8 +39,14 @@ struct ChunkDone {
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("cannot create data directory {}", settings.data.display()))?;
+    // A peer's cache need not fsync every chunk: a chunk lost to a power cut is detected on
+    // read and fetched again. A seeder's published content is always synced.
+    let options = StoreOptions {
+        budget: settings.cache_size,
+        sync_chunks: settings.role == Role::Seeder,
+    };
     let store = Arc::new(
-        Store::open(&settings.data.join("store"), settings.cache_size)
+        Store::open_with(&settings.data.join("store"), options)
             .with_context(|| format!("cannot open the store in {}", settings.data.display()))?,
     );
     let asmap = load_as_table(settings.as_table.as_deref())?;
@@ -238,7 +244,7 @@ impl Daemon {
         mut admits: mpsc::Receiver<AdmitQuery>,
     ) -> anyhow::Result<()> {
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<ChunkDone>(1024);
-        let mut gauges = tokio::time::interval(Duration::from_secs(2));
+        let mut gauges = tokio::time::interval(Duration::from_secs(5));
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
         loop {
@@ -290,6 +296,26 @@ impl Daemon {
     }
 
     fn update_gauges(&mut self) {
+        if self.node.role() == Role::Seeder {
+            // Pick up objects published by `nearcast-seeder add` in another process.
+            if let Err(e) = self.store.rescan() {
+                tracing::warn!(error = %e, "store rescan failed");
+            }
+        }
+        // Reconcile the core's view with the store (publications, evictions, corruption).
+        let listed = self.store.list();
+        let complete: std::collections::BTreeSet<ObjectId> =
+            listed.iter().filter(|i| i.complete).map(|i| i.id).collect();
+        for id in &complete {
+            if !self.node.holds(id) {
+                self.node.object_stored(*id);
+            }
+        }
+        let gone: Vec<ObjectId> =
+            self.node.holdings().filter(|id| !complete.contains(id)).copied().collect();
+        for id in gone {
+            self.node.object_removed(id);
+        }
         let s = self.node.status();
         self.metrics.children.set(s.children as i64);
         self.metrics.parents.set(s.parents.len() as i64);
@@ -426,6 +452,11 @@ impl Daemon {
         let report = match result {
             Ok(mut bytes) => {
                 self.metrics.fetches_ok.inc();
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                self.store.touch(&object, secs);
                 if bytes.iter().all(|b| *b == 0) {
                     // Served from our own store.
                     let size = self

@@ -12,7 +12,12 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(rate_per_s: f64, burst: f64) -> Self {
-        TokenBucket { rate_per_s, burst, tokens: burst, at: 0 }
+        TokenBucket {
+            rate_per_s,
+            burst,
+            tokens: burst,
+            at: 0,
+        }
     }
 
     fn refill(&mut self, now: u64) {

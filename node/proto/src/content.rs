@@ -111,7 +111,11 @@ pub enum ContentError {
     #[error("chunk {index} out of range (object has {count} chunks)")]
     NoSuchChunk { index: u32, count: u32 },
     #[error("chunk {index} has {got} bytes, expected {expected}")]
-    WrongChunkLength { index: u32, got: usize, expected: usize },
+    WrongChunkLength {
+        index: u32,
+        got: usize,
+        expected: usize,
+    },
     #[error("chunk {index} fails its SHA-256 check")]
     BadChunkHash { index: u32 },
 }

@@ -78,7 +78,11 @@ impl<P: PeerRef> Lookup<P> {
         if self.done() {
             return Vec::new();
         }
-        let in_flight = self.candidates.iter().filter(|c| c.2 == Ask::InFlight).count();
+        let in_flight = self
+            .candidates
+            .iter()
+            .filter(|c| c.2 == Ask::InFlight)
+            .count();
         let mut out = Vec::new();
         let mut live = 0;
         for (_, c, state) in self.candidates.iter_mut() {
@@ -154,7 +158,9 @@ pub struct ProviderStore<P> {
 
 impl<P: PeerRef> Default for ProviderStore<P> {
     fn default() -> Self {
-        ProviderStore { records: BTreeMap::new() }
+        ProviderStore {
+            records: BTreeMap::new(),
+        }
     }
 }
 
@@ -180,7 +186,12 @@ impl<P: PeerRef> ProviderStore<P> {
     pub fn get(&self, object: &ObjectId, now: u64) -> Vec<Contact<P>> {
         self.records
             .get(object)
-            .map(|l| l.iter().filter(|e| e.1 > now).map(|e| e.0.clone()).collect())
+            .map(|l| {
+                l.iter()
+                    .filter(|e| e.1 > now)
+                    .map(|e| e.0.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

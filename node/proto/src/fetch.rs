@@ -53,7 +53,11 @@ pub struct Source<P> {
 
 impl<P> Source<P> {
     pub fn class(&self) -> SourceClass {
-        if self.is_seeder { SourceClass::Seeder } else { self.proximity.class() }
+        if self.is_seeder {
+            SourceClass::Seeder
+        } else {
+            self.proximity.class()
+        }
     }
 
     fn has(&self, index: usize) -> bool {
@@ -194,7 +198,9 @@ impl<P: PeerRef> Fetch<P> {
         let start = rng.below(n.max(1) as u64) as usize;
         for peer in order {
             loop {
-                let Some(s) = self.sources.get(&peer) else { break };
+                let Some(s) = self.sources.get(&peer) else {
+                    break;
+                };
                 if s.in_flight >= window {
                     break;
                 }

@@ -32,7 +32,9 @@ pub struct HolderIndex<P> {
 
 impl<P: PeerRef> Default for HolderIndex<P> {
     fn default() -> Self {
-        HolderIndex { objects: BTreeMap::new() }
+        HolderIndex {
+            objects: BTreeMap::new(),
+        }
     }
 }
 
@@ -59,7 +61,12 @@ impl<P: PeerRef> HolderIndex<P> {
             e.contact = contact;
             return;
         }
-        let entry = Entry { contact, asn, complete, until };
+        let entry = Entry {
+            contact,
+            asn,
+            complete,
+            until,
+        };
         if until != u64::MAX {
             let same_as: Vec<usize> = list
                 .iter()
@@ -118,11 +125,17 @@ impl<P: PeerRef> HolderIndex<P> {
                 ((p.tier, !e.complete, p.prefix_gap), e)
             })
             .collect();
-        ranked.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.contact.peer.cmp(&b.1.contact.peer)));
+        ranked.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| a.1.contact.peer.cmp(&b.1.contact.peer))
+        });
         ranked
             .into_iter()
             .take(MAX_CONTACTS / 2)
-            .map(|(_, e)| Holder { contact: e.contact.clone(), complete: e.complete })
+            .map(|(_, e)| Holder {
+                contact: e.contact.clone(),
+                complete: e.complete,
+            })
             .collect()
     }
 

@@ -25,7 +25,11 @@ pub struct HotSet {
 
 impl HotSet {
     pub fn new(half_life_ms: u64, threshold: f64) -> Self {
-        HotSet { half_life_ms: half_life_ms.max(1), threshold, counts: BTreeMap::new() }
+        HotSet {
+            half_life_ms: half_life_ms.max(1),
+            threshold,
+            counts: BTreeMap::new(),
+        }
     }
 
     fn decayed(&self, c: Count, now: u64) -> f64 {
@@ -37,7 +41,13 @@ impl HotSet {
     pub fn record(&mut self, object: ObjectId, now: u64) -> bool {
         let before = self.count(&object, now);
         let after = before + 1.0;
-        self.counts.insert(object, Count { value: after, at: now });
+        self.counts.insert(
+            object,
+            Count {
+                value: after,
+                at: now,
+            },
+        );
         if self.counts.len() > MAX_TRACKED {
             self.forget_coldest(now);
         }
@@ -45,7 +55,10 @@ impl HotSet {
     }
 
     pub fn count(&self, object: &ObjectId, now: u64) -> f64 {
-        self.counts.get(object).map(|c| self.decayed(*c, now)).unwrap_or(0.0)
+        self.counts
+            .get(object)
+            .map(|c| self.decayed(*c, now))
+            .unwrap_or(0.0)
     }
 
     pub fn is_hot(&self, object: &ObjectId, now: u64) -> bool {
@@ -62,8 +75,11 @@ impl HotSet {
     }
 
     fn forget_coldest(&mut self, now: u64) {
-        let mut all: Vec<(f64, ObjectId)> =
-            self.counts.iter().map(|(id, c)| (self.decayed(*c, now), *id)).collect();
+        let mut all: Vec<(f64, ObjectId)> = self
+            .counts
+            .iter()
+            .map(|(id, c)| (self.decayed(*c, now), *id))
+            .collect();
         all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         for (_, id) in all.into_iter().take(MAX_TRACKED / 4) {
             self.counts.remove(&id);

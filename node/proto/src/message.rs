@@ -64,13 +64,19 @@ pub enum Request<P> {
     /// Kademlia: providers of `object`, or closer servers.
     GetProviders { object: ObjectId },
     /// Kademlia: `provider` holds `object` (sent only for hot objects).
-    AddProvider { object: ObjectId, provider: Contact<P> },
+    AddProvider {
+        object: ObjectId,
+        provider: Contact<P>,
+    },
     /// A leaf (or supernode) asks to become a child; `me` is how to reach it.
     Attach { me: Contact<P>, role: Role },
     /// A child leaves.
     Detach,
     /// A child's holdings changed; also its heartbeat.
-    Have { added: Vec<ObjectId>, removed: Vec<ObjectId> },
+    Have {
+        added: Vec<ObjectId>,
+        removed: Vec<ObjectId>,
+    },
     /// Who near me holds `object`? Also registers `me` as about to hold it.
     Locate { me: Contact<P>, object: ObjectId },
     /// The encoded manifest of `object`.
@@ -85,21 +91,39 @@ pub enum Request<P> {
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 pub enum Response<P> {
     Ack,
-    Nodes { closer: Vec<Contact<P>> },
-    Providers { providers: Vec<Contact<P>>, closer: Vec<Contact<P>> },
+    Nodes {
+        closer: Vec<Contact<P>>,
+    },
+    Providers {
+        providers: Vec<Contact<P>>,
+        closer: Vec<Contact<P>>,
+    },
     /// Attach accepted; `supernodes` lists other supernodes near the child.
-    Attached { supernodes: Vec<Contact<P>> },
+    Attached {
+        supernodes: Vec<Contact<P>>,
+    },
     /// Overloaded or full: try these instead (brownout, not disconnect).
-    Busy { alternatives: Vec<Contact<P>> },
+    Busy {
+        alternatives: Vec<Contact<P>>,
+    },
     /// The receiver does not know the sender as a child (it must attach again).
     NotAttached,
-    Located { holders: Vec<Holder<P>> },
-    Manifest { bytes: Vec<u8> },
+    Located {
+        holders: Vec<Holder<P>>,
+    },
+    Manifest {
+        bytes: Vec<u8>,
+    },
     /// Bit i set when chunk i is held; `complete` when all are.
-    ChunkMap { complete: bool, bits: Vec<u8> },
+    ChunkMap {
+        complete: bool,
+        bits: Vec<u8>,
+    },
     NotFound,
     /// The request made no sense (for example a role it does not have).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 /// A request for one chunk, sent on its own stream.
@@ -113,7 +137,9 @@ pub struct ChunkRequest {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode)]
 pub enum ChunkStatus {
     /// `len` bytes follow.
-    Data { len: u32 },
+    Data {
+        len: u32,
+    },
     NotHeld,
     Busy,
 }
@@ -165,7 +191,12 @@ macro_rules! codec {
 }
 
 codec!(encode_request, decode_request, Request, MAX_REQUEST_BYTES);
-codec!(encode_response, decode_response, Response, MAX_RESPONSE_BYTES);
+codec!(
+    encode_response,
+    decode_response,
+    Response,
+    MAX_RESPONSE_BYTES
+);
 
 impl<P> Request<P> {
     fn check_limits(&self) -> Result<(), MessageError> {
@@ -214,15 +245,27 @@ mod tests {
     #[test]
     fn round_trip_and_limits() {
         let c = Contact::new(7u32, IpAddr::V4(Ipv4Addr::new(127, 1, 0, 2)), 4001);
-        let req = Request::Locate { me: c.clone(), object: ObjectId([3; 32]) };
+        let req = Request::Locate {
+            me: c.clone(),
+            object: ObjectId([3; 32]),
+        };
         let bytes = encode_request(&req);
         assert_eq!(decode_request::<u32>(&bytes), Ok(req));
 
         let resp: Response<u32> = Response::Located {
-            holders: vec![Holder { contact: c.clone(), complete: true }; MAX_CONTACTS + 1],
+            holders: vec![
+                Holder {
+                    contact: c.clone(),
+                    complete: true
+                };
+                MAX_CONTACTS + 1
+            ],
         };
         let bytes = encode_response(&resp);
-        assert!(matches!(decode_response::<u32>(&bytes), Err(MessageError::TooMany(_))));
+        assert!(matches!(
+            decode_response::<u32>(&bytes),
+            Err(MessageError::TooMany(_))
+        ));
     }
 
     #[test]

@@ -8,15 +8,15 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::admission::{RateMeter, TokenBucket};
 use crate::config::{Config, Strategy};
-use crate::proximity::Ranking;
 use crate::content::{Manifest, ObjectId};
-use crate::dht::{Lookup, LookupKind, LOOKUP_K, ProviderStore};
+use crate::dht::{LOOKUP_K, Lookup, LookupKind, ProviderStore};
 use crate::fetch::{ChunkOutcome, Fetch, FetchError, FetchId, unpack_bits};
 use crate::holders::HolderIndex;
 use crate::hot::HotSet;
 use crate::key::Key;
 use crate::message::{Holder, MAX_CONTACTS, MAX_HAVE, Request, Response, Role};
 use crate::peer::{Contact, PeerRef};
+use crate::proximity::Ranking;
 use crate::proximity::{Locality, Proximity, SourceClass};
 use crate::rendezvous::seeders_for;
 use crate::rng::Rng;
@@ -39,18 +39,44 @@ pub enum RequestError {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output<P> {
     /// Send a control request; report the result with [`Node::handle_response`].
-    Request { id: RequestId, to: Contact<P>, request: Request<P> },
+    Request {
+        id: RequestId,
+        to: Contact<P>,
+        request: Request<P>,
+    },
     /// Fetch one chunk over the chunk protocol, verify it against the manifest, store it and
     /// report with [`Node::handle_chunk`].
-    FetchChunk { fetch: FetchId, from: Contact<P>, object: ObjectId, index: u32 },
+    FetchChunk {
+        fetch: FetchId,
+        from: Contact<P>,
+        object: ObjectId,
+        index: u32,
+    },
     /// A verified manifest for a fetch: store it before its chunks.
-    Manifest { fetch: FetchId, object: ObjectId, manifest: Manifest },
+    Manifest {
+        fetch: FetchId,
+        object: ObjectId,
+        manifest: Manifest,
+    },
     /// The object is complete in the store; `bytes` by [`SourceClass`] index.
-    FetchDone { fetch: FetchId, object: ObjectId, bytes: [u64; 5], first_byte_ms: u64 },
-    FetchFailed { fetch: FetchId, object: ObjectId, error: FetchError },
+    FetchDone {
+        fetch: FetchId,
+        object: ObjectId,
+        bytes: [u64; 5],
+        first_byte_ms: u64,
+    },
+    FetchFailed {
+        fetch: FetchId,
+        object: ObjectId,
+        error: FetchError,
+    },
     /// The peer sent corrupt data: close its connections.
-    Ban { peer: P },
-    RoleChanged { role: Role },
+    Ban {
+        peer: P,
+    },
+    RoleChanged {
+        role: Role,
+    },
 }
 
 /// Whether to serve an inbound chunk request.
@@ -297,6 +323,11 @@ impl<P: PeerRef> Node<P> {
         }
     }
 
+    /// Objects the node holds completely.
+    pub fn holdings(&self) -> impl Iterator<Item = &ObjectId> {
+        self.holdings.iter()
+    }
+
     pub fn holds(&self, object: &ObjectId) -> bool {
         self.holdings.contains(object)
     }
@@ -309,7 +340,12 @@ impl<P: PeerRef> Node<P> {
         if self.holdings.contains(&object) {
             let mut bytes = [0; 5];
             bytes[SourceClass::Local.index()] = 1;
-            self.outputs.push_back(Output::FetchDone { fetch: id, object, bytes, first_byte_ms: 0 });
+            self.outputs.push_back(Output::FetchDone {
+                fetch: id,
+                object,
+                bytes,
+                first_byte_ms: 0,
+            });
             return id;
         }
         if self.cfg.strategy == Strategy::SeederOnly {
@@ -335,7 +371,14 @@ impl<P: PeerRef> Node<P> {
         let parents: Vec<Contact<P>> = self.parents.values().map(|p| p.contact.clone()).collect();
         self.fetches.insert(id, fetch);
         for parent in parents {
-            self.send(parent, Request::Locate { me: me.clone(), object }, Pending::Locate(id));
+            self.send(
+                parent,
+                Request::Locate {
+                    me: me.clone(),
+                    object,
+                },
+                Pending::Locate(id),
+            );
             if let Some(f) = self.fetches.get_mut(&id) {
                 f.locates_pending += 1;
             }
@@ -354,7 +397,12 @@ impl<P: PeerRef> Node<P> {
             }
             f.lookup_pending = true;
         }
-        self.start_lookup(now, Key::for_object(&object), LookupKind::Providers(object), Some(fetch));
+        self.start_lookup(
+            now,
+            Key::for_object(&object),
+            LookupKind::Providers(object),
+            Some(fetch),
+        );
     }
 
     /// The outcome of a chunk transfer the node asked for.
@@ -369,7 +417,9 @@ impl<P: PeerRef> Node<P> {
         if outcome == ChunkOutcome::Corrupt {
             self.ban(peer);
         }
-        let Some(f) = self.fetches.get_mut(&fetch) else { return };
+        let Some(f) = self.fetches.get_mut(&fetch) else {
+            return;
+        };
         f.on_chunk(now, peer, index, outcome);
         self.drive_fetch(now, fetch);
     }
@@ -392,7 +442,14 @@ impl<P: PeerRef> Node<P> {
     }
 
     /// Should an inbound chunk request be served? Counts the upload when it is.
-    pub fn admit_chunk(&mut self, now: u64, from: &P, object: &ObjectId, index: u32, len: u64) -> ServeDecision {
+    pub fn admit_chunk(
+        &mut self,
+        now: u64,
+        from: &P,
+        object: &ObjectId,
+        index: u32,
+        len: u64,
+    ) -> ServeDecision {
         if self.banned.contains(from) {
             return ServeDecision::NotHeld;
         }
@@ -420,7 +477,9 @@ impl<P: PeerRef> Node<P> {
     pub fn handle_request(&mut self, now: u64, from: &P, request: Request<P>) -> Response<P> {
         self.stats.requests_in += 1;
         if self.banned.contains(from) {
-            return Response::Refused { reason: "banned".into() };
+            return Response::Refused {
+                reason: "banned".into(),
+            };
         }
         let over = !self.control.try_take(now, 1.0);
         if over {
@@ -432,7 +491,9 @@ impl<P: PeerRef> Node<P> {
                     self.stats.children_dropped_overload += self.children.len() as u64;
                     self.children.clear();
                 }
-                return Response::Refused { reason: "overloaded".into() };
+                return Response::Refused {
+                    reason: "overloaded".into(),
+                };
             }
             // Brownout: keep the overlay, shed the work.
             if !matches!(request, Request::Have { .. }) {
@@ -443,13 +504,19 @@ impl<P: PeerRef> Node<P> {
         match request {
             Request::FindNode { target } => {
                 if !self.role.is_server() {
-                    return Response::Refused { reason: "not a DHT server".into() };
+                    return Response::Refused {
+                        reason: "not a DHT server".into(),
+                    };
                 }
-                Response::Nodes { closer: self.routing.closest(&target, LOOKUP_K) }
+                Response::Nodes {
+                    closer: self.routing.closest(&target, LOOKUP_K),
+                }
             }
             Request::GetProviders { object } => {
                 if !self.role.is_server() {
-                    return Response::Refused { reason: "not a DHT server".into() };
+                    return Response::Refused {
+                        reason: "not a DHT server".into(),
+                    };
                 }
                 let mut providers = self.providers.get(&object, now);
                 providers.truncate(MAX_CONTACTS);
@@ -460,9 +527,12 @@ impl<P: PeerRef> Node<P> {
             }
             Request::AddProvider { object, provider } => {
                 if !self.role.is_server() || &provider.peer != from {
-                    return Response::Refused { reason: "provider must be the sender".into() };
+                    return Response::Refused {
+                        reason: "provider must be the sender".into(),
+                    };
                 }
-                self.providers.add(object, provider, now + self.cfg.timing.provider_ttl_ms);
+                self.providers
+                    .add(object, provider, now + self.cfg.timing.provider_ttl_ms);
                 Response::Ack
             }
             Request::Attach { me, role } => self.on_attach(now, from, me, role),
@@ -495,7 +565,9 @@ impl<P: PeerRef> Node<P> {
             }
             Request::Locate { me, object } => {
                 if me.peer != *from {
-                    return Response::Refused { reason: "locate must name the sender".into() };
+                    return Response::Refused {
+                        reason: "locate must name the sender".into(),
+                    };
                 }
                 let mut holders = self.holders.nearest(&object, &me, &self.locality, now);
                 for p in self.providers.get(&object, now) {
@@ -503,7 +575,10 @@ impl<P: PeerRef> Node<P> {
                         break;
                     }
                     if p.peer != me.peer && !holders.iter().any(|h| h.contact.peer == p.peer) {
-                        holders.push(Holder { contact: p, complete: true });
+                        holders.push(Holder {
+                            contact: p,
+                            complete: true,
+                        });
                     }
                 }
                 if self.role.is_server() {
@@ -523,19 +598,25 @@ impl<P: PeerRef> Node<P> {
                     self.note_swarm_peer(now, me, &object);
                 }
                 if self.holdings.contains(&object) {
-                    return Response::ChunkMap { complete: true, bits: Vec::new() };
+                    return Response::ChunkMap {
+                        complete: true,
+                        bits: Vec::new(),
+                    };
                 }
                 let me_has = self.fetches.values().find(|f| f.object == object);
                 match me_has {
-                    Some(f) if f.manifest.is_some() => {
-                        Response::ChunkMap { complete: false, bits: f.chunk_bits() }
-                    }
+                    Some(f) if f.manifest.is_some() => Response::ChunkMap {
+                        complete: false,
+                        bits: f.chunk_bits(),
+                    },
                     _ => Response::NotFound,
                 }
             }
             Request::RegisterSupernode { me } => {
                 if self.role != Role::Seeder || me.peer != *from {
-                    return Response::Refused { reason: "not a seeder".into() };
+                    return Response::Refused {
+                        reason: "not a seeder".into(),
+                    };
                 }
                 let until = now + 3 * self.cfg.timing.heartbeat_ms;
                 self.routing.insert(me.clone(), now);
@@ -568,31 +649,47 @@ impl<P: PeerRef> Node<P> {
 
     fn on_attach(&mut self, now: u64, from: &P, me: Contact<P>, role: Role) -> Response<P> {
         if me.peer != *from {
-            return Response::Refused { reason: "attach must name the sender".into() };
+            return Response::Refused {
+                reason: "attach must name the sender".into(),
+            };
         }
         if role == Role::Seeder && !self.is_seeder(from) {
-            return Response::Refused { reason: "not a configured seeder".into() };
+            return Response::Refused {
+                reason: "not a configured seeder".into(),
+            };
         }
         if !self.role.is_server() {
-            return Response::Busy { alternatives: self.alternatives_for(Some(&me)) };
+            return Response::Busy {
+                alternatives: self.alternatives_for(Some(&me)),
+            };
         }
         if role != Role::Leaf {
             // Another server: it belongs in the DHT, not among our children.
             self.routing.insert(me.clone(), now);
-            self.supernodes.insert(me.peer.clone(), (me.clone(), now + 3 * self.cfg.timing.heartbeat_ms));
-            return Response::Attached { supernodes: self.alternatives_for(Some(&me)) };
+            self.supernodes.insert(
+                me.peer.clone(),
+                (me.clone(), now + 3 * self.cfg.timing.heartbeat_ms),
+            );
+            return Response::Attached {
+                supernodes: self.alternatives_for(Some(&me)),
+            };
         }
-        let full = self.children.len() >= self.cfg.max_children && !self.children.contains_key(from);
+        let full =
+            self.children.len() >= self.cfg.max_children && !self.children.contains_key(from);
         if full {
             self.stats.requests_busy += 1;
-            return Response::Busy { alternatives: self.alternatives_for(Some(&me)) };
+            return Response::Busy {
+                alternatives: self.alternatives_for(Some(&me)),
+            };
         }
         self.children.entry(from.clone()).or_insert_with(|| Child {
             contact: me.clone(),
             last_heard: now,
             objects: BTreeSet::new(),
         });
-        Response::Attached { supernodes: self.alternatives_for(Some(&me)) }
+        Response::Attached {
+            supernodes: self.alternatives_for(Some(&me)),
+        }
     }
 
     fn drop_child(&mut self, peer: &P) {
@@ -613,15 +710,25 @@ impl<P: PeerRef> Node<P> {
             .map(|(c, _)| (self.locality.proximity_of(ip, c.ip), c.clone()))
             .collect();
         if self.role.is_server() {
-            list.push((self.locality.proximity_of(ip, self.cfg.own.ip), self.cfg.own.clone()));
+            list.push((
+                self.locality.proximity_of(ip, self.cfg.own.ip),
+                self.cfg.own.clone(),
+            ));
         }
         list.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer)));
         list.into_iter().take(8).map(|(_, c)| c).collect()
     }
 
     /// The outcome of a request the node sent.
-    pub fn handle_response(&mut self, now: u64, id: RequestId, result: Result<Response<P>, RequestError>) {
-        let Some((peer, what)) = self.pending.remove(&id) else { return };
+    pub fn handle_response(
+        &mut self,
+        now: u64,
+        id: RequestId,
+        result: Result<Response<P>, RequestError>,
+    ) {
+        let Some((peer, what)) = self.pending.remove(&id) else {
+            return;
+        };
         if let Err(RequestError::Malformed) = &result {
             self.ban(&peer);
         }
@@ -660,23 +767,36 @@ impl<P: PeerRef> Node<P> {
                 self.drive_fetch(now, fid);
             }
             Pending::Manifest(fid) => {
-                let Some(f) = self.fetches.get_mut(&fid) else { return };
+                let Some(f) = self.fetches.get_mut(&fid) else {
+                    return;
+                };
                 f.manifest_in_flight = false;
                 match result {
-                    Ok(Response::Manifest { bytes }) => match Manifest::decode_for(&f.object, &bytes) {
-                        Ok(m) => {
-                            let class = f.sources.get(&peer).map(|s| s.class()).unwrap_or(SourceClass::OtherAs);
-                            f.bytes[class.index()] += if m.chunk_count() == 0 { m.size } else { 0 };
-                            f.first_byte_at.get_or_insert(now);
-                            f.last_progress = now;
-                            f.set_manifest(m.clone());
-                            let object = f.object;
-                            self.outputs.push_back(Output::Manifest { fetch: fid, object, manifest: m });
+                    Ok(Response::Manifest { bytes }) => {
+                        match Manifest::decode_for(&f.object, &bytes) {
+                            Ok(m) => {
+                                let class = f
+                                    .sources
+                                    .get(&peer)
+                                    .map(|s| s.class())
+                                    .unwrap_or(SourceClass::OtherAs);
+                                f.bytes[class.index()] +=
+                                    if m.chunk_count() == 0 { m.size } else { 0 };
+                                f.first_byte_at.get_or_insert(now);
+                                f.last_progress = now;
+                                f.set_manifest(m.clone());
+                                let object = f.object;
+                                self.outputs.push_back(Output::Manifest {
+                                    fetch: fid,
+                                    object,
+                                    manifest: m,
+                                });
+                            }
+                            Err(_) => {
+                                self.ban(&peer);
+                            }
                         }
-                        Err(_) => {
-                            self.ban(&peer);
-                        }
-                    },
+                    }
                     Ok(Response::Busy { .. }) => {
                         // Try it again later.
                         if let Some(s) = f.sources.get_mut(&peer) {
@@ -689,13 +809,19 @@ impl<P: PeerRef> Node<P> {
                 self.drive_fetch(now, fid);
             }
             Pending::ChunkMap(fid) => {
-                let Some(f) = self.fetches.get_mut(&fid) else { return };
+                let Some(f) = self.fetches.get_mut(&fid) else {
+                    return;
+                };
                 let n = f.have.len();
                 match result {
                     Ok(Response::ChunkMap { complete, bits }) => {
                         if let Some(s) = f.sources.get_mut(&peer) {
                             s.map_pending = false;
-                            s.chunks = if complete { None } else { Some(unpack_bits(&bits, n)) };
+                            s.chunks = if complete {
+                                None
+                            } else {
+                                Some(unpack_bits(&bits, n))
+                            };
                         }
                     }
                     Ok(Response::NotFound) | Ok(Response::Busy { .. }) => {
@@ -746,12 +872,18 @@ impl<P: PeerRef> Node<P> {
         let window = self.cfg.chunk_window;
         let stall = self.cfg.timing.stall_ms;
         let refresh = self.cfg.timing.chunk_map_refresh_ms;
-        let Some(f) = self.fetches.get_mut(&fid) else { return };
+        let Some(f) = self.fetches.get_mut(&fid) else {
+            return;
+        };
         let object = f.object;
         // Hedge: seeders join once the deadline passes, or when nothing else is pending.
         let nothing_pending = f.locates_pending == 0 && !f.lookup_pending;
-        let peers_failed = f.manifest.is_none() && !f.manifest_in_flight && f.sources.values().all(|s| s.is_seeder || s.manifest_tried);
-        if !f.seeders_asked && (now >= f.hedge_at || (nothing_pending && (!f.has_peer_sources() || peers_failed))) {
+        let peers_failed = f.manifest.is_none()
+            && !f.manifest_in_flight
+            && f.sources.values().all(|s| s.is_seeder || s.manifest_tried);
+        if !f.seeders_asked
+            && (now >= f.hedge_at || (nothing_pending && (!f.has_peer_sources() || peers_failed)))
+        {
             f.seeders_asked = true;
             let picked: Vec<Contact<P>> = {
                 let all: Vec<&P> = self.cfg.seeders.iter().map(|c| &c.peer).collect();
@@ -761,21 +893,31 @@ impl<P: PeerRef> Node<P> {
                     .filter(|c| c.peer != self.cfg.own.peer && !self.banned.contains(&c.peer))
                     .collect()
             };
-            let Some(f) = self.fetches.get_mut(&fid) else { return };
+            let Some(f) = self.fetches.get_mut(&fid) else {
+                return;
+            };
             for s in &picked {
                 let p = self.locality.proximity(s.ip, None);
                 f.add_source(s.clone(), p, true, true);
             }
             // Ask the first seeder for nearby holders as well (it knows recent fetchers).
             if let Some(first) = picked.first() {
-                if !self.parents.contains_key(&first.peer) && self.cfg.strategy != Strategy::SeederOnly {
+                if !self.parents.contains_key(&first.peer)
+                    && self.cfg.strategy != Strategy::SeederOnly
+                {
                     f.locates_pending += 1;
                     let me = self.cfg.own.clone();
-                    self.send(first.clone(), Request::Locate { me, object }, Pending::Locate(fid));
+                    self.send(
+                        first.clone(),
+                        Request::Locate { me, object },
+                        Pending::Locate(fid),
+                    );
                 }
             }
         }
-        let Some(f) = self.fetches.get_mut(&fid) else { return };
+        let Some(f) = self.fetches.get_mut(&fid) else {
+            return;
+        };
         if f.manifest.is_none() {
             if !f.manifest_in_flight {
                 let allow_seeders = f.seeders_asked;
@@ -802,28 +944,53 @@ impl<P: PeerRef> Node<P> {
                     }
                 }
                 for (_, c) in partial {
-                    self.send(c, Request::GetChunkMap { me: self.cfg.own.clone(), object }, Pending::ChunkMap(fid));
+                    self.send(
+                        c,
+                        Request::GetChunkMap {
+                            me: self.cfg.own.clone(),
+                            object,
+                        },
+                        Pending::ChunkMap(fid),
+                    );
                 }
             }
-            let Some(f) = self.fetches.get_mut(&fid) else { return };
+            let Some(f) = self.fetches.get_mut(&fid) else {
+                return;
+            };
             for (from, index) in f.schedule(now, window, &mut self.rng) {
-                self.outputs.push_back(Output::FetchChunk { fetch: fid, from, object, index });
+                self.outputs.push_back(Output::FetchChunk {
+                    fetch: fid,
+                    from,
+                    object,
+                    index,
+                });
             }
         }
-        let Some(f) = self.fetches.get_mut(&fid) else { return };
+        let Some(f) = self.fetches.get_mut(&fid) else {
+            return;
+        };
         if f.is_complete() {
             let f = self.fetches.remove(&fid).expect("present");
             self.finish_fetch(now, fid, f);
             return;
         }
         let idle = f.in_flight.is_empty() && !f.manifest_in_flight;
-        let no_sources = f.sources.is_empty() || (f.manifest.is_none() && f.sources.values().all(|s| s.manifest_tried));
+        let no_sources = f.sources.is_empty()
+            || (f.manifest.is_none() && f.sources.values().all(|s| s.manifest_tried));
         let waiting = f.locates_pending > 0 || f.lookup_pending || !f.seeders_asked;
         let stalled = now.saturating_sub(f.last_progress) > stall;
         if (idle && no_sources && !waiting) || stalled {
-            let error = if stalled { FetchError::Stalled(stall) } else { FetchError::NoSource };
+            let error = if stalled {
+                FetchError::Stalled(stall)
+            } else {
+                FetchError::NoSource
+            };
             self.fetches.remove(&fid);
-            self.outputs.push_back(Output::FetchFailed { fetch: fid, object, error });
+            self.outputs.push_back(Output::FetchFailed {
+                fetch: fid,
+                object,
+                error,
+            });
         }
     }
 
@@ -848,9 +1015,15 @@ impl<P: PeerRef> Node<P> {
         if !due || self.cfg.own.port == 0 {
             return;
         }
-        self.announced.insert(object, now + self.cfg.timing.provider_ttl_ms / 2);
+        self.announced
+            .insert(object, now + self.cfg.timing.provider_ttl_ms / 2);
         self.stats.announces += 1;
-        self.start_lookup(now, Key::for_object(&object), LookupKind::Announce(object), None);
+        self.start_lookup(
+            now,
+            Key::for_object(&object),
+            LookupKind::Announce(object),
+            None,
+        );
     }
 
     fn start_lookup(&mut self, now: u64, target: Key, kind: LookupKind, fetch: Option<FetchId>) {
@@ -868,7 +1041,8 @@ impl<P: PeerRef> Node<P> {
         seeds.retain(|c| !self.banned.contains(&c.peer));
         let lid = self.next_lookup;
         self.next_lookup += 1;
-        self.lookups.insert(lid, Lookup::new(target, kind, seeds, now));
+        self.lookups
+            .insert(lid, Lookup::new(target, kind, seeds, now));
         if let Some(f) = fetch {
             self.lookup_fetch.insert(lid, f);
         }
@@ -876,7 +1050,9 @@ impl<P: PeerRef> Node<P> {
     }
 
     fn step_lookup(&mut self, now: u64, lid: u64) {
-        let Some(l) = self.lookups.get_mut(&lid) else { return };
+        let Some(l) = self.lookups.get_mut(&lid) else {
+            return;
+        };
         let asks = l.next_to_ask();
         let kind = l.kind;
         let target = l.target;
@@ -888,14 +1064,19 @@ impl<P: PeerRef> Node<P> {
             self.send(c, req, Pending::Lookup(lid));
         }
         let done = self.lookups.get(&lid).is_some_and(|l| l.done());
-        let in_flight = self.pending.values().any(|(_, p)| matches!(p, Pending::Lookup(x) if *x == lid));
+        let in_flight = self
+            .pending
+            .values()
+            .any(|(_, p)| matches!(p, Pending::Lookup(x) if *x == lid));
         if done || !in_flight {
             self.finish_lookup(now, lid);
         }
     }
 
     fn finish_lookup(&mut self, now: u64, lid: u64) {
-        let Some(l) = self.lookups.remove(&lid) else { return };
+        let Some(l) = self.lookups.remove(&lid) else {
+            return;
+        };
         self.stats.lookups_done += 1;
         self.stats.lookup_hops += l.hops as u64;
         if !l.providers.is_empty() {
@@ -906,7 +1087,14 @@ impl<P: PeerRef> Node<P> {
             LookupKind::Announce(object) => {
                 let me = self.cfg.own.clone();
                 for c in l.closest_replied(LOOKUP_K) {
-                    self.send(c, Request::AddProvider { object, provider: me.clone() }, Pending::Other);
+                    self.send(
+                        c,
+                        Request::AddProvider {
+                            object,
+                            provider: me.clone(),
+                        },
+                        Pending::Other,
+                    );
                 }
             }
             LookupKind::Providers(_) => {
@@ -914,7 +1102,10 @@ impl<P: PeerRef> Node<P> {
                     let holders = l
                         .providers
                         .iter()
-                        .map(|c| Holder { contact: c.clone(), complete: true })
+                        .map(|c| Holder {
+                            contact: c.clone(),
+                            complete: true,
+                        })
                         .collect();
                     self.add_holders(fid, holders);
                     if let Some(f) = self.fetches.get_mut(&fid) {
@@ -926,7 +1117,13 @@ impl<P: PeerRef> Node<P> {
         }
     }
 
-    fn on_lookup_response(&mut self, now: u64, lid: u64, peer: &P, result: Result<Response<P>, RequestError>) {
+    fn on_lookup_response(
+        &mut self,
+        now: u64,
+        lid: u64,
+        peer: &P,
+        result: Result<Response<P>, RequestError>,
+    ) {
         match result {
             Ok(Response::Nodes { closer }) => {
                 self.learn_servers(now, peer, &closer);
@@ -969,7 +1166,12 @@ impl<P: PeerRef> Node<P> {
 
     // ----- attachment and election -----
 
-    fn on_attach_response(&mut self, now: u64, peer: &P, result: Result<Response<P>, RequestError>) {
+    fn on_attach_response(
+        &mut self,
+        now: u64,
+        peer: &P,
+        result: Result<Response<P>, RequestError>,
+    ) {
         self.attaching.remove(peer);
         match result {
             Ok(Response::Attached { supernodes }) => {
@@ -977,12 +1179,26 @@ impl<P: PeerRef> Node<P> {
                 if let Some((c, _)) = self.supernodes.get(peer) {
                     let c = c.clone();
                     if self.role == Role::Leaf {
-                        self.parents.insert(peer.clone(), Parent { contact: c, last_ok: now });
+                        self.parents.insert(
+                            peer.clone(),
+                            Parent {
+                                contact: c,
+                                last_ok: now,
+                            },
+                        );
                         // Tell the new parent what we hold.
-                        let added: Vec<ObjectId> = self.holdings.iter().take(MAX_HAVE).copied().collect();
+                        let added: Vec<ObjectId> =
+                            self.holdings.iter().take(MAX_HAVE).copied().collect();
                         if !added.is_empty() {
                             let to = self.parents[peer].contact.clone();
-                            self.send(to, Request::Have { added, removed: Vec::new() }, Pending::Heartbeat);
+                            self.send(
+                                to,
+                                Request::Have {
+                                    added,
+                                    removed: Vec::new(),
+                                },
+                                Pending::Heartbeat,
+                            );
                         }
                     }
                 }
@@ -990,13 +1206,15 @@ impl<P: PeerRef> Node<P> {
                 self.trim_parents();
             }
             Ok(Response::Busy { alternatives }) => {
-                self.refused.insert(peer.clone(), now + self.cfg.timing.heartbeat_ms);
+                self.refused
+                    .insert(peer.clone(), now + self.cfg.timing.heartbeat_ms);
                 self.learn_supernodes(now, alternatives);
                 self.attach_failures += 1;
                 self.next_attach = now + self.backoff();
             }
             _ => {
-                self.refused.insert(peer.clone(), now + self.cfg.timing.heartbeat_ms);
+                self.refused
+                    .insert(peer.clone(), now + self.cfg.timing.heartbeat_ms);
                 if !self.is_seeder(peer) {
                     self.supernodes.remove(peer);
                 }
@@ -1012,7 +1230,12 @@ impl<P: PeerRef> Node<P> {
             if c.peer == self.cfg.own.peer || self.banned.contains(&c.peer) || c.port == 0 {
                 continue;
             }
-            let keep = self.supernodes.get(&c.peer).map(|(_, u)| *u).unwrap_or(0).max(until);
+            let keep = self
+                .supernodes
+                .get(&c.peer)
+                .map(|(_, u)| *u)
+                .unwrap_or(0)
+                .max(until);
             if self.role.is_server() {
                 self.routing.insert(c.clone(), now);
             }
@@ -1025,7 +1248,10 @@ impl<P: PeerRef> Node<P> {
         if !self.cfg.defences {
             return t.backoff_base_ms / 10;
         }
-        let exp = t.backoff_base_ms.saturating_mul(1 << self.attach_failures.min(16)).min(t.backoff_max_ms);
+        let exp = t
+            .backoff_base_ms
+            .saturating_mul(1 << self.attach_failures.min(16))
+            .min(t.backoff_max_ms);
         self.rng.jitter(exp, 0.5)
     }
 
@@ -1039,7 +1265,15 @@ impl<P: PeerRef> Node<P> {
         let mut ranked: Vec<((bool, Proximity), P)> = self
             .parents
             .values()
-            .map(|p| ((self.is_seeder(&p.contact.peer), self.locality.proximity(p.contact.ip, None)), p.contact.peer.clone()))
+            .map(|p| {
+                (
+                    (
+                        self.is_seeder(&p.contact.peer),
+                        self.locality.proximity(p.contact.ip, None),
+                    ),
+                    p.contact.peer.clone(),
+                )
+            })
             .collect();
         ranked.sort();
         let non_seeders = ranked.iter().filter(|r| !r.0.0).count();
@@ -1081,7 +1315,8 @@ impl<P: PeerRef> Node<P> {
             self.drive_fetch(now, id);
         }
         if now >= self.next_maintenance {
-            self.next_maintenance = now + self.rng.jitter(self.cfg.timing.maintenance_ms, 0.1).max(1);
+            self.next_maintenance =
+                now + self.rng.jitter(self.cfg.timing.maintenance_ms, 0.1).max(1);
             self.maintain(now);
         }
     }
@@ -1136,9 +1371,25 @@ impl<P: PeerRef> Node<P> {
         let parents: Vec<Contact<P>> = self.parents.values().map(|p| p.contact.clone()).collect();
         for p in parents {
             for chunk_start in (0..added.len().max(1)).step_by(MAX_HAVE) {
-                let a: Vec<ObjectId> = added.iter().skip(chunk_start).take(MAX_HAVE).copied().collect();
-                let r = if chunk_start == 0 { removed.iter().take(MAX_HAVE).copied().collect() } else { Vec::new() };
-                self.send(p.clone(), Request::Have { added: a, removed: r }, Pending::Heartbeat);
+                let a: Vec<ObjectId> = added
+                    .iter()
+                    .skip(chunk_start)
+                    .take(MAX_HAVE)
+                    .copied()
+                    .collect();
+                let r = if chunk_start == 0 {
+                    removed.iter().take(MAX_HAVE).copied().collect()
+                } else {
+                    Vec::new()
+                };
+                self.send(
+                    p.clone(),
+                    Request::Have {
+                        added: a,
+                        removed: r,
+                    },
+                    Pending::Heartbeat,
+                );
             }
         }
     }
@@ -1152,14 +1403,26 @@ impl<P: PeerRef> Node<P> {
         let mut cands: Vec<((bool, Proximity), Contact<P>)> = self
             .supernodes
             .values()
-            .filter(|(c, _)| !self.parents.contains_key(&c.peer) && !self.refused.contains_key(&c.peer))
-            .map(|(c, _)| ((self.is_seeder(&c.peer), self.locality.proximity(c.ip, None)), c.clone()))
+            .filter(|(c, _)| {
+                !self.parents.contains_key(&c.peer) && !self.refused.contains_key(&c.peer)
+            })
+            .map(|(c, _)| {
+                (
+                    (self.is_seeder(&c.peer), self.locality.proximity(c.ip, None)),
+                    c.clone(),
+                )
+            })
             .collect();
         cands.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer)));
         let worst_parent = self
             .parents
             .values()
-            .map(|p| (self.is_seeder(&p.contact.peer), self.locality.proximity(p.contact.ip, None)))
+            .map(|p| {
+                (
+                    self.is_seeder(&p.contact.peer),
+                    self.locality.proximity(p.contact.ip, None),
+                )
+            })
             .max();
         let mut slots = want.saturating_sub(self.parents.len());
         // One better candidate may replace the worst parent.
@@ -1173,7 +1436,14 @@ impl<P: PeerRef> Node<P> {
         for (_, c) in cands.into_iter().take(slots) {
             self.attaching.insert(c.peer.clone());
             let me = self.cfg.own.clone();
-            self.send(c, Request::Attach { me, role: Role::Leaf }, Pending::Attach);
+            self.send(
+                c,
+                Request::Attach {
+                    me,
+                    role: Role::Leaf,
+                },
+                Pending::Attach,
+            );
         }
         if slots > 0 {
             self.next_attach = now + self.backoff().max(self.cfg.timing.maintenance_ms);
@@ -1191,28 +1461,58 @@ impl<P: PeerRef> Node<P> {
             self.promote_at = None;
             return;
         }
-        // Promote when no supernode with room is near us (same AS or nearer).
-        let near_supernode = self.supernodes.values().any(|(c, _)| {
+        // Promote when no supernode with room is near us (same AS or nearer). Our own parents
+        // count too: learned supernodes expire after three heartbeats, parents do not.
+        let near = |c: &Contact<P>| {
             !self.is_seeder(&c.peer)
                 && !self.refused.contains_key(&c.peer)
                 && self.locality.proximity(c.ip, None).tier <= 1
-        });
+        };
+        let near_supernode = self.supernodes.values().any(|(c, _)| near(c))
+            || self.parents.values().any(|p| near(&p.contact));
         if near_supernode {
             self.promote_at = None;
             return;
         }
         match self.promote_at {
-            None => self.promote_at = Some(now + self.rng.below(2 * t.maintenance_ms + 1)),
+            None => {
+                self.promote_at = Some(now + self.rng.below(2 * t.maintenance_ms + 1));
+                // Leaves learn supernodes only from attach answers: before stepping up, ask a
+                // seeder (which knows every registered supernode) for the ones near us.
+                self.ask_seeder_for_supernodes();
+            }
             Some(at) if now >= at => self.become_supernode(now),
             Some(_) => {}
         }
+    }
+
+    /// Re-sends `Attach` to a seeder (a parent if one is) to learn the supernodes near us.
+    fn ask_seeder_for_supernodes(&mut self) {
+        let seeder = self
+            .parents
+            .values()
+            .map(|p| p.contact.clone())
+            .find(|c| self.is_seeder(&c.peer))
+            .or_else(|| {
+                let n = self.cfg.seeders.len() as u64;
+                let i = self.rng.below(n) as usize;
+                self.cfg.seeders.get(i).cloned()
+            });
+        let Some(s) = seeder else { return };
+        if s.peer == self.cfg.own.peer || !self.attaching.insert(s.peer.clone()) {
+            return;
+        }
+        let me = self.cfg.own.clone();
+        self.send(s, Request::Attach { me, role: Role::Leaf }, Pending::Attach);
     }
 
     fn become_supernode(&mut self, now: u64) {
         self.role = Role::Supernode;
         self.promote_at = None;
         self.few_children_since = None;
-        self.outputs.push_back(Output::RoleChanged { role: Role::Supernode });
+        self.outputs.push_back(Output::RoleChanged {
+            role: Role::Supernode,
+        });
         let parents: Vec<Contact<P>> = self.parents.values().map(|p| p.contact.clone()).collect();
         self.parents.clear();
         for p in parents {
@@ -1222,7 +1522,8 @@ impl<P: PeerRef> Node<P> {
         let me = self.cfg.own.clone();
         let objects: Vec<ObjectId> = self.holdings.iter().copied().collect();
         for o in objects {
-            self.holders.add(o, me.clone(), self.locality.own_asn(), true, u64::MAX);
+            self.holders
+                .add(o, me.clone(), self.locality.own_asn(), true, u64::MAX);
         }
         self.register(now);
         self.start_lookup(now, self.cfg.own.peer.key(), LookupKind::Nodes, None);
@@ -1232,7 +1533,11 @@ impl<P: PeerRef> Node<P> {
         let me = self.cfg.own.clone();
         let seeders: Vec<Contact<P>> = self.cfg.seeders.clone();
         for s in seeders {
-            self.send(s, Request::RegisterSupernode { me: me.clone() }, Pending::Other);
+            self.send(
+                s,
+                Request::RegisterSupernode { me: me.clone() },
+                Pending::Other,
+            );
         }
     }
 
@@ -1261,7 +1566,8 @@ impl<P: PeerRef> Node<P> {
 
     fn step_down(&mut self, now: u64) {
         self.role = Role::Leaf;
-        self.outputs.push_back(Output::RoleChanged { role: Role::Leaf });
+        self.outputs
+            .push_back(Output::RoleChanged { role: Role::Leaf });
         let children: Vec<Contact<P>> = self.children.values().map(|c| c.contact.clone()).collect();
         self.children.clear();
         self.holders = HolderIndex::default();

@@ -118,7 +118,10 @@ impl Locality {
 
     /// The class bytes from `ip` count under (always with the full map).
     pub fn class_of(&self, ip: IpAddr) -> SourceClass {
-        let full = Locality { ranking: Ranking::Full, ..self.clone() };
+        let full = Locality {
+            ranking: Ranking::Full,
+            ..self.clone()
+        };
         full.proximity(ip, None).class()
     }
 
@@ -172,7 +175,11 @@ impl Locality {
             Ranking::Blind => {
                 // A stable pseudo-random order, unrelated to where peers are.
                 let h = crate::content::sha256(format!("{a}{b}").as_bytes());
-                return Proximity { tier: Proximity::FAR, prefix_gap: h[0] & 0x7f, rtt_ms: u32::MAX };
+                return Proximity {
+                    tier: Proximity::FAR,
+                    prefix_gap: h[0] & 0x7f,
+                    rtt_ms: u32::MAX,
+                };
             }
         };
         let tier = match (a_prefix, a_asn, route_b) {

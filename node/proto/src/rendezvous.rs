@@ -19,7 +19,11 @@ pub fn seeders_for<'a, P: PeerRef>(
         })
         .collect();
     scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    scored.into_iter().take(replication).map(|(_, p)| p).collect()
+    scored
+        .into_iter()
+        .take(replication)
+        .map(|(_, p)| p)
+        .collect()
 }
 
 #[cfg(test)]

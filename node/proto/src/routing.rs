@@ -44,7 +44,11 @@ impl<P: PeerRef> RoutingTable<P> {
             e.failures = 0;
             return;
         }
-        let entry = Entry { contact, last_seen: now, failures: 0 };
+        let entry = Entry {
+            contact,
+            last_seen: now,
+            failures: 0,
+        };
         if bucket.len() < K {
             bucket.push(entry);
         } else if let Some(pos) = bucket.iter().position(|e| e.failures > 0) {
@@ -81,7 +85,10 @@ impl<P: PeerRef> RoutingTable<P> {
             .map(|e| (e, target.distance(&e.contact.peer.key())))
             .collect();
         all.sort_by(|a, b| a.1.cmp(&b.1));
-        all.into_iter().take(n).map(|(e, _)| e.contact.clone()).collect()
+        all.into_iter()
+            .take(n)
+            .map(|(e, _)| e.contact.clone())
+            .collect()
     }
 
     pub fn len(&self) -> usize {
