@@ -110,7 +110,7 @@ impl<P> Config<P> {
             max_children: 300,
             parents: 3,
             chunk_window: 4,
-            hot_threshold: 3.0,
+            hot_threshold: 2.5,
             defences: true,
             may_promote: true,
             strategy: Strategy::Nearcast,

@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn becomes_hot_then_cools() {
-        let mut h = HotSet::new(1000, 3.0);
+        let mut h = HotSet::new(1000, 2.5);
         let id = ObjectId([9; 32]);
         assert!(!h.record(id, 0));
         assert!(!h.record(id, 10));

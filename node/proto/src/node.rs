@@ -177,6 +177,7 @@ pub struct Node<P: PeerRef> {
     next_heartbeat: u64,
     few_children_since: Option<u64>,
     promote_at: Option<u64>,
+    promote_asked: bool,
     banned: BTreeSet<P>,
     stats: NodeStats,
 }
@@ -227,6 +228,7 @@ impl<P: PeerRef> Node<P> {
             next_heartbeat: first,
             few_children_since: None,
             promote_at: None,
+            promote_asked: false,
             banned: BTreeSet::new(),
             stats: NodeStats::default(),
             cfg,
@@ -385,9 +387,47 @@ impl<P: PeerRef> Node<P> {
         }
         if self.role != Role::Leaf || self.parents.is_empty() {
             self.start_provider_lookup(now, id, object);
+            self.locate_wider(id, object);
         }
         self.drive_fetch(now, id);
         id
+    }
+
+    /// The neighbourhood knows no holder: ask the nearest other supernodes we know (they index
+    /// their own children), once per fetch.
+    fn locate_wider(&mut self, fid: FetchId, object: ObjectId) {
+        let Some(f) = self.fetches.get_mut(&fid) else {
+            return;
+        };
+        if f.wider_asked {
+            return;
+        }
+        f.wider_asked = true;
+        let mut cands: Vec<(Proximity, Contact<P>)> = self
+            .supernodes
+            .values()
+            .filter(|(c, _)| {
+                !self.parents.contains_key(&c.peer)
+                    && !self.is_seeder(&c.peer)
+                    && !self.banned.contains(&c.peer)
+            })
+            .map(|(c, _)| (self.locality.proximity(c.ip, None), c.clone()))
+            .collect();
+        cands.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer)));
+        let me = self.cfg.own.clone();
+        for (_, c) in cands.into_iter().take(3) {
+            if let Some(f) = self.fetches.get_mut(&fid) {
+                f.locates_pending += 1;
+            }
+            self.send(
+                c,
+                Request::Locate {
+                    me: me.clone(),
+                    object,
+                },
+                Pending::Locate(fid),
+            );
+        }
     }
 
     fn start_provider_lookup(&mut self, now: u64, fetch: FetchId, object: ObjectId) {
@@ -762,6 +802,7 @@ impl<P: PeerRef> Node<P> {
                 if empty {
                     if let Some(object) = self.fetches.get(&fid).map(|f| f.object) {
                         self.start_provider_lookup(now, fid, object);
+                        self.locate_wider(fid, object);
                     }
                 }
                 self.drive_fetch(now, fid);
@@ -804,6 +845,9 @@ impl<P: PeerRef> Node<P> {
                             s.failures += 1;
                         }
                     }
+                    // A partial holder may lack the manifest for a moment: keep it for chunks.
+                    Ok(Response::NotFound)
+                        if f.sources.get(&peer).is_some_and(|s| s.chunks.is_some()) => {}
                     _ => f.drop_source(&peer),
                 }
                 self.drive_fetch(now, fid);
@@ -1474,11 +1518,18 @@ impl<P: PeerRef> Node<P> {
             self.promote_at = None;
             return;
         }
+        // Two phases, spread by jitter: at a random moment ask a seeder (which knows every
+        // registered supernode) who serves near us; one maintenance period later, promote if
+        // still nobody does. Peers of one AS racing to promote thus see the first one.
+        let maintenance = t.maintenance_ms;
         match self.promote_at {
             None => {
-                self.promote_at = Some(now + self.rng.below(2 * t.maintenance_ms + 1));
-                // Leaves learn supernodes only from attach answers: before stepping up, ask a
-                // seeder (which knows every registered supernode) for the ones near us.
+                self.promote_asked = false;
+                self.promote_at = Some(now + self.rng.below(4 * maintenance + 1));
+            }
+            Some(at) if now >= at && !self.promote_asked => {
+                self.promote_asked = true;
+                self.promote_at = Some(now + maintenance);
                 self.ask_seeder_for_supernodes();
             }
             Some(at) if now >= at => self.become_supernode(now),
@@ -1503,7 +1554,14 @@ impl<P: PeerRef> Node<P> {
             return;
         }
         let me = self.cfg.own.clone();
-        self.send(s, Request::Attach { me, role: Role::Leaf }, Pending::Attach);
+        self.send(
+            s,
+            Request::Attach {
+                me,
+                role: Role::Leaf,
+            },
+            Pending::Attach,
+        );
     }
 
     fn become_supernode(&mut self, now: u64) {

@@ -1,0 +1,353 @@
+//! A tiny in-process driver for the core: messages delivered in order with a fixed latency,
+//! chunks moved as counts. Checks the overlay's behaviour without any I/O.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use nearcast_asmap::AsMap;
+use nearcast_proto::content::{Body, CHUNK_SIZE, Manifest};
+use nearcast_proto::{
+    ChunkOutcome, Config, Contact, FetchId, Locality, Node, ObjectId, Output, Request, Response,
+    Role, ServeDecision, SourceClass,
+};
+
+const LATENCY: u64 = 5;
+
+enum Ev {
+    Deliver {
+        from: u32,
+        to: u32,
+        id: nearcast_proto::RequestId,
+        req: Request<u32>,
+    },
+    Chunk {
+        at: u32,
+        fetch: FetchId,
+        from: u32,
+        object: ObjectId,
+        index: u32,
+    },
+}
+
+struct Net {
+    nodes: Vec<Node<u32>>,
+    alive: Vec<bool>,
+    corrupt: BTreeSet<u32>,
+    manifests: Vec<BTreeMap<ObjectId, Manifest>>,
+    queue: VecDeque<(u64, Ev)>,
+    now: u64,
+    done: BTreeMap<(u32, FetchId), Result<[u64; 5], String>>,
+    catalogue: BTreeMap<ObjectId, Manifest>,
+}
+
+fn ip(asn: u8, host: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, asn, 0, host))
+}
+
+fn asmap() -> Arc<AsMap> {
+    let csv = "127.1.0.0,127.1.255.255,64501\n127.2.0.0,127.2.255.255,64502\n127.3.0.0,127.3.255.255,64503\n127.0.0.0,127.0.255.255,64500\n";
+    Arc::new(AsMap::from_ranges_csv(csv.as_bytes()).expect("as table"))
+}
+
+fn object(size: u64, n: u8) -> Manifest {
+    let chunks = size.div_ceil(CHUNK_SIZE as u64) as usize;
+    Manifest {
+        version: 1,
+        size,
+        media_type: "image/jpeg".into(),
+        chunk_size: CHUNK_SIZE,
+        body: Body::Chunks((0..chunks).map(|i| [n ^ i as u8; 32]).collect()),
+    }
+}
+
+impl Net {
+    /// Node 0 is the seeder at 127.0.0.1; peers are spread round-robin over three ASes.
+    fn new(peers: usize, promote: bool) -> Net {
+        let map = asmap();
+        let seeder = Contact::new(0u32, ip(0, 1), 4000);
+        let mut nodes = Vec::new();
+        for i in 0..=peers as u32 {
+            let (role, c) = if i == 0 {
+                (Role::Seeder, seeder.clone())
+            } else {
+                (
+                    Role::Leaf,
+                    Contact::new(i, ip(1 + (i % 3) as u8, i as u8), 4000),
+                )
+            };
+            let mut cfg = Config::new(c.clone(), role, vec![seeder.clone()], i as u64);
+            cfg.timing.promote_after_ms = if promote { 1_000 } else { u64::MAX / 4 };
+            cfg.timing.maintenance_ms = 500;
+            cfg.timing.heartbeat_ms = 2_000;
+            let mut n = Node::new(cfg, Locality::new(map.clone(), c.ip), 0);
+            n.set_reachable(true);
+            nodes.push(n);
+        }
+        let count = nodes.len();
+        Net {
+            nodes,
+            alive: vec![true; count],
+            corrupt: BTreeSet::new(),
+            manifests: vec![BTreeMap::new(); count],
+            queue: VecDeque::new(),
+            now: 0,
+            done: BTreeMap::new(),
+            catalogue: BTreeMap::new(),
+        }
+    }
+
+    fn publish(&mut self, m: Manifest) -> ObjectId {
+        let id = m.id();
+        self.nodes[0].object_stored(id);
+        self.manifests[0].insert(id, m.clone());
+        self.catalogue.insert(id, m);
+        id
+    }
+
+    fn drain(&mut self, i: u32) {
+        while let Some(out) = self.nodes[i as usize].poll_output() {
+            match out {
+                Output::Request { id, to, request } => self.queue.push_back((
+                    self.now + LATENCY,
+                    Ev::Deliver {
+                        from: i,
+                        to: to.peer,
+                        id,
+                        req: request,
+                    },
+                )),
+                Output::FetchChunk {
+                    fetch,
+                    from,
+                    object,
+                    index,
+                } => self.queue.push_back((
+                    self.now + LATENCY,
+                    Ev::Chunk {
+                        at: i,
+                        fetch,
+                        from: from.peer,
+                        object,
+                        index,
+                    },
+                )),
+                Output::Manifest {
+                    object, manifest, ..
+                } => {
+                    self.manifests[i as usize].insert(object, manifest);
+                }
+                Output::FetchDone { fetch, bytes, .. } => {
+                    self.done.insert((i, fetch), Ok(bytes));
+                }
+                Output::FetchFailed { fetch, error, .. } => {
+                    self.done.insert((i, fetch), Err(error.to_string()));
+                }
+                Output::Ban { .. } | Output::RoleChanged { .. } => {}
+            }
+        }
+    }
+
+    fn step(&mut self, ev: Ev) {
+        let now = self.now;
+        match ev {
+            Ev::Deliver { from, to, id, req } => {
+                let result = if !self.alive[to as usize] {
+                    Err(nearcast_proto::RequestError::Unreachable)
+                } else if let Request::GetManifest { object } = &req {
+                    Ok(match self.manifests[to as usize].get(object) {
+                        Some(m) => Response::Manifest { bytes: m.encode() },
+                        None => Response::NotFound,
+                    })
+                } else {
+                    let r = self.nodes[to as usize].handle_request(now, &from, req);
+                    self.drain(to);
+                    Ok(r)
+                };
+                if self.alive[from as usize] {
+                    self.nodes[from as usize].handle_response(now, id, result);
+                    self.drain(from);
+                }
+            }
+            Ev::Chunk {
+                at,
+                fetch,
+                from,
+                object,
+                index,
+            } => {
+                let len = self.catalogue[&object].chunk_len(index) as u64;
+                let outcome = if !self.alive[from as usize] {
+                    ChunkOutcome::Failed
+                } else {
+                    match self.nodes[from as usize].admit_chunk(now, &at, &object, index, len) {
+                        ServeDecision::Serve if self.corrupt.contains(&from) => {
+                            ChunkOutcome::Corrupt
+                        }
+                        ServeDecision::Serve => ChunkOutcome::Stored { bytes: len },
+                        ServeDecision::NotHeld => ChunkOutcome::NotHeld,
+                        ServeDecision::Busy => ChunkOutcome::Busy,
+                    }
+                };
+                if self.alive[at as usize] {
+                    self.nodes[at as usize].handle_chunk(now, fetch, &from, index, outcome);
+                    self.drain(at);
+                }
+            }
+        }
+    }
+
+    /// Runs until `until` (ms), delivering events and firing timers in time order.
+    fn run_until(&mut self, until: u64) {
+        let mut guard = 0;
+        while self.now < until && guard < 5_000_000 {
+            guard += 1;
+            let next_ev = self.queue.front().map(|(t, _)| *t);
+            let next_timer = (0..self.nodes.len())
+                .filter(|i| self.alive[*i])
+                .filter_map(|i| self.nodes[i].poll_timeout().map(|t| (t, i)))
+                .min();
+            match (next_ev, next_timer) {
+                (Some(te), Some((tt, _))) if te <= tt => {
+                    self.now = te.max(self.now);
+                    let (_, ev) = self.queue.pop_front().expect("event");
+                    self.step(ev);
+                }
+                (Some(te), None) => {
+                    self.now = te.max(self.now);
+                    let (_, ev) = self.queue.pop_front().expect("event");
+                    self.step(ev);
+                }
+                (_, Some((tt, i))) => {
+                    self.now = tt.max(self.now).min(until);
+                    if tt > until {
+                        break;
+                    }
+                    self.nodes[i].handle_timeout(self.now);
+                    self.drain(i as u32);
+                }
+                (None, None) => break,
+            }
+        }
+        self.now = until;
+    }
+
+    fn fetch(&mut self, peer: u32, object: ObjectId) -> Result<[u64; 5], String> {
+        let fid = self.nodes[peer as usize].start_fetch(self.now, object);
+        self.drain(peer);
+        let deadline = self.now + 60_000;
+        while !self.done.contains_key(&(peer, fid)) && self.now < deadline {
+            let t = self.now + 50;
+            self.run_until(t);
+        }
+        self.done
+            .remove(&(peer, fid))
+            .unwrap_or(Err("timeout".into()))
+    }
+}
+
+fn seeder_bytes(b: &[u64; 5]) -> u64 {
+    b[SourceClass::Seeder.index()]
+}
+
+fn in_as(b: &[u64; 5]) -> u64 {
+    b[SourceClass::SamePrefix.index()] + b[SourceClass::SameAs.index()]
+}
+
+#[test]
+fn popular_object_comes_from_peers_and_from_the_own_as() {
+    let mut net = Net::new(12, false);
+    net.run_until(3_000);
+    let size = 3 * CHUNK_SIZE as u64 + 100;
+    let id = net.publish(object(size, 1));
+    let mut seeder_total = 0;
+    let mut holders_per_as = [0u32; 4];
+    for peer in 1..=12u32 {
+        let asn = (1 + peer % 3) as usize;
+        let bytes = net.fetch(peer, id).expect("fetch succeeds");
+        assert_eq!(bytes.iter().sum::<u64>(), size, "peer {peer}: {bytes:?}");
+        seeder_total += seeder_bytes(&bytes);
+        if holders_per_as[asn] > 0 {
+            assert_eq!(
+                in_as(&bytes),
+                size,
+                "peer {peer} had a holder in its AS: {bytes:?}"
+            );
+        }
+        holders_per_as[asn] += 1;
+    }
+    assert!(
+        seeder_total <= size,
+        "seeder sent {seeder_total} bytes for one {size}-byte object"
+    );
+}
+
+#[test]
+fn long_tail_object_comes_from_the_seeder_and_unknown_ids_fail() {
+    let mut net = Net::new(6, false);
+    net.run_until(3_000);
+    let id = net.publish(object(CHUNK_SIZE as u64 * 2, 2));
+    let bytes = net.fetch(4, id).expect("fetch");
+    assert_eq!(seeder_bytes(&bytes), CHUNK_SIZE as u64 * 2);
+    let unknown = object(1000 + CHUNK_SIZE as u64 * 2, 9).id();
+    let t0 = net.now;
+    assert!(net.fetch(5, unknown).is_err());
+    assert!(
+        net.now - t0 < 30_000,
+        "unknown id took {} ms to fail",
+        net.now - t0
+    );
+}
+
+#[test]
+fn corrupt_source_is_dropped_and_fetch_completes_elsewhere() {
+    let mut net = Net::new(6, false);
+    net.run_until(3_000);
+    let size = 4 * CHUNK_SIZE as u64;
+    let id = net.publish(object(size, 3));
+    net.fetch(1, id).expect("first copy");
+    net.corrupt.insert(1);
+    // Peer 4 shares peer 1's AS, so peer 1 is its first choice.
+    let bytes = net.fetch(4, id).expect("completes from others");
+    assert_eq!(bytes.iter().sum::<u64>(), size);
+    assert!(net.nodes[4].is_banned(&1));
+}
+
+#[test]
+fn supernodes_keep_popular_content_reachable_without_the_seeder() {
+    let mut net = Net::new(9, true);
+    net.run_until(20_000);
+    let supernodes = net
+        .nodes
+        .iter()
+        .filter(|n| n.role() == Role::Supernode)
+        .count();
+    assert!(supernodes >= 1, "no peer was promoted");
+    let id = net.publish(object(2 * CHUNK_SIZE as u64, 4));
+    for p in [1u32, 2, 3] {
+        net.fetch(p, id).expect("spread");
+    }
+    net.alive[0] = false;
+    net.run_until(net.now + 10_000);
+    for (i, n) in net.nodes.iter().enumerate() {
+        let st = n.status();
+        eprintln!(
+            "node {i}: {:?} parents {:?} children {} known {} holds {}",
+            st.role,
+            st.parents.iter().map(|c| c.peer).collect::<Vec<_>>(),
+            st.children,
+            st.known_supernodes,
+            n.holds(&id)
+        );
+    }
+    for p in 4..=9u32 {
+        let bytes = net
+            .fetch(p, id)
+            .unwrap_or_else(|e| panic!("peer {p} after seeder loss: {e}"));
+        assert_eq!(seeder_bytes(&bytes), 0);
+    }
+    let cold = object(CHUNK_SIZE as u64 + 1, 5);
+    let cold_id = cold.id();
+    net.catalogue.insert(cold_id, cold);
+    assert!(net.fetch(5, cold_id).is_err());
+}
