@@ -169,19 +169,21 @@ async fn wait_for_listen(
     expected: usize,
     local_peer: PeerId,
 ) -> anyhow::Result<Multiaddr> {
-    let mut first: Option<Multiaddr> = None;
+    let mut tcp: Vec<Multiaddr> = Vec::new();
     let mut seen = 0;
-    let deadline = tokio::time::sleep(Duration::from_secs(10));
-    tokio::pin!(deadline);
-    while seen < expected {
+    // A wildcard listen address reports one address per interface: gather them briefly.
+    let mut deadline = Box::pin(tokio::time::sleep(Duration::from_secs(10)));
+    loop {
         tokio::select! {
             ev = swarm.select_next_some() => match ev {
                 SwarmEvent::NewListenAddr { address, .. } => {
                     println!("listening: {}", address.clone().with(Protocol::P2p(local_peer)));
                     seen += 1;
-                    let is_tcp = address.iter().any(|p| matches!(p, Protocol::Tcp(_)));
-                    if is_tcp && first.is_none() {
-                        first = Some(address);
+                    if address.iter().any(|p| matches!(p, Protocol::Tcp(_))) {
+                        tcp.push(address);
+                    }
+                    if seen >= expected {
+                        deadline = Box::pin(tokio::time::sleep(Duration::from_millis(200)));
                     }
                 }
                 SwarmEvent::ListenerError { error, .. } => anyhow::bail!("listener failed: {error}"),
@@ -191,7 +193,15 @@ async fn wait_for_listen(
             _ = &mut deadline => break,
         }
     }
-    first.context("no TCP listen address came up (give --listen /ip4/IP/tcp/PORT)")
+    // Others dial the contact we advertise: prefer an address that is not loopback.
+    let not_loopback = |a: &&Multiaddr| {
+        parse_contact(a).is_some_and(|(ip, _, _)| !ip.is_loopback() && !ip.is_unspecified())
+    };
+    tcp.iter()
+        .find(not_loopback)
+        .or(tcp.first())
+        .cloned()
+        .context("no TCP listen address came up (give --listen /ip4/IP/tcp/PORT)")
 }
 
 fn seeder_contacts(
