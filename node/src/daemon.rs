@@ -148,6 +148,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         manifests: HashMap::new(),
         fetch_started: HashMap::new(),
         bootstrap_warned: false,
+        reachable: settings.reachable,
+        node_reachable: settings.reachable == Reachability::Yes,
     };
     daemon.event_loop(cmd_rx, admit_rx).await
 }
@@ -241,6 +243,8 @@ struct Daemon {
     manifests: HashMap<ObjectId, Arc<Manifest>>,
     fetch_started: HashMap<FetchId, Instant>,
     bootstrap_warned: bool,
+    reachable: Reachability,
+    node_reachable: bool,
 }
 
 impl Daemon {
@@ -504,7 +508,8 @@ impl Daemon {
             })) => {
                 let ok = result.is_ok();
                 tracing::debug!(%tested_addr, ok, "AutoNAT probe");
-                if ok {
+                if ok && self.reachable == Reachability::Auto {
+                    self.node_reachable = true;
                     self.node.set_reachable(true);
                 }
             }
@@ -529,7 +534,20 @@ impl Daemon {
                     tracing::debug!(%peer, %error, "dial failed");
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                // Besides AutoNAT v2, an inbound connection from another AS shows that others
+                // reach our advertised address.
+                if self.reachable == Reachability::Auto && !self.node_reachable {
+                    if let libp2p::core::ConnectedPoint::Listener { send_back_addr, .. } = &endpoint {
+                        if let Some((ip, _, _)) = parse_contact(send_back_addr) {
+                            if self.node.locality().class_of(ip) == SourceClass::OtherAs {
+                                tracing::info!(%ip, "reachable: inbound connection from another AS");
+                                self.node_reachable = true;
+                                self.node.set_reachable(true);
+                            }
+                        }
+                    }
+                }
                 if self.node.is_banned(&NetPeer(peer_id)) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                 } else if self.node.is_seeder(&NetPeer(peer_id)) && self.bootstrap_warned {
@@ -539,7 +557,10 @@ impl Daemon {
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "reachable from outside");
-                self.node.set_reachable(true);
+                if self.reachable == Reachability::Auto {
+                    self.node_reachable = true;
+                    self.node.set_reachable(true);
+                }
             }
             _ => {}
         }
