@@ -1,0 +1,223 @@
+//! Reading the store's state back from disk: verified manifests, the chunks and pin of one
+//! object, a full scan on open, and the removal of what a crash left half-made.
+//!
+//! Nothing is trusted: a manifest is checked against its id every time it is read from disk, and
+//! a chunk file whose length is wrong is removed. Chunk contents are checked when they are read
+//! (see `store.rs`), not here, to keep opening a large store cheap.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nearcast_proto::content::{MAX_MANIFEST_BYTES, Manifest, ObjectId};
+
+use crate::atomic::{self, fsync_dir};
+use crate::error::{Result, StoreError};
+use crate::index::{Entry, Index};
+use crate::layout::{self, Layout};
+
+/// Seconds since the Unix epoch of a time (0 before the epoch).
+pub(crate) fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Seconds since the Unix epoch now.
+pub(crate) fn now_secs() -> u64 {
+    unix_secs(SystemTime::now())
+}
+
+/// What reading a manifest file found.
+pub(crate) enum ManifestFile {
+    Missing,
+    /// The file does not decode to a manifest with this id.
+    Bad(String),
+    Good {
+        manifest: Manifest,
+        len: u64,
+        mtime: u64,
+    },
+}
+
+/// Reads and verifies the manifest of `id`.
+pub(crate) fn read_manifest(layout: &Layout, id: &ObjectId) -> Result<ManifestFile> {
+    let path = layout.manifest_path(id);
+    let file = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ManifestFile::Missing),
+        Err(e) => return Err(StoreError::io(&path, e)),
+    };
+    let meta = file.metadata().map_err(|e| StoreError::io(&path, e))?;
+    if meta.len() > MAX_MANIFEST_BYTES as u64 {
+        return Ok(ManifestFile::Bad(format!(
+            "{} bytes is too large",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| StoreError::io(&path, e))?;
+    match Manifest::decode_for(id, &bytes) {
+        Ok(manifest) => Ok(ManifestFile::Good {
+            manifest,
+            len: bytes.len() as u64,
+            mtime: meta.modified().map_or(0, unix_secs),
+        }),
+        Err(e) => Ok(ManifestFile::Bad(e.to_string())),
+    }
+}
+
+/// Builds the index entry of an object whose manifest is `m`: which chunk files are present
+/// with the right length (others are removed) and whether it is pinned.
+pub(crate) fn load_entry(
+    layout: &Layout,
+    id: &ObjectId,
+    m: &Manifest,
+    manifest_len: u64,
+    last_use: u64,
+) -> Result<Entry> {
+    let pinned = layout.pinned_path(id).exists();
+    let mut entry = Entry::new(m, manifest_len, pinned, last_use);
+    if m.chunk_count() == 0 {
+        return Ok(entry);
+    }
+    let dir = layout.chunks_dir(id);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(entry),
+        Err(e) => return Err(StoreError::io(&dir, e)),
+    };
+    let mut removed = false;
+    for item in entries {
+        let item = item.map_err(|e| StoreError::io(&dir, e))?;
+        let Some(index) = item.file_name().to_str().and_then(layout::parse_chunk_name) else {
+            continue;
+        };
+        if index >= m.chunk_count() {
+            continue;
+        }
+        let Ok(meta) = item.metadata() else { continue };
+        let expected = m.chunk_len(index) as u64;
+        if meta.is_file() && meta.len() == expected {
+            entry.set_held(index, expected, true);
+        } else {
+            tracing::warn!(%id, index, len = meta.len(), expected,
+                "removing chunk file of the wrong length");
+            match fs::remove_file(item.path()) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(item.path(), e)),
+            }
+        }
+    }
+    if removed {
+        fsync_dir(&dir)?;
+    }
+    Ok(entry)
+}
+
+/// Removes a whole object directory (manifest, chunks and marker).
+pub(crate) fn remove_object_dir(layout: &Layout, id: &ObjectId) -> Result<bool> {
+    match atomic::move_to_trash(&layout.tmp, &layout.object_dir(id))? {
+        Some(trash) => {
+            atomic::fsync_dir(&layout.tmp)?;
+            atomic::delete_trash(&trash);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Whether an object directory without a manifest is a leftover to remove: its pin marker names
+/// a writer that is gone, or (without a marker) it has not changed for a while.
+fn orphan_is_stale(layout: &Layout, id: &ObjectId) -> bool {
+    let dir = layout.object_dir(id);
+    let newest = [dir.clone(), layout.chunks_dir(id), layout.pinned_path(id)]
+        .iter()
+        .filter_map(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
+        .max();
+    let writer = fs::read_to_string(layout.pinned_path(id))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    match writer {
+        Some(pid) => atomic::is_stale(Some(pid), newest),
+        None => {
+            let age = newest.and_then(|t| SystemTime::now().duration_since(t).ok());
+            age.is_none_or(|a| a > ORPHAN_GRACE)
+        }
+    }
+}
+
+/// How long a manifest-less object directory without a writer pid is left alone (a process
+/// between creating the directory and renaming the manifest into it).
+const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Scans every object directory into `index`: verified manifests, chunk files, pins. Corrupt
+/// manifests and stale half-written objects are removed.
+pub(crate) fn scan_all(layout: &Layout, index: &mut Index) -> Result<()> {
+    for id in list_object_dirs(layout)? {
+        match read_manifest(layout, &id)? {
+            ManifestFile::Good {
+                manifest,
+                len,
+                mtime,
+            } => {
+                let entry = load_entry(layout, &id, &manifest, len, mtime)?;
+                index.insert(id, entry);
+            }
+            ManifestFile::Bad(reason) => {
+                tracing::warn!(%id, %reason, "removing object with a corrupt manifest");
+                remove_object_dir(layout, &id)?;
+            }
+            ManifestFile::Missing => {
+                if orphan_is_stale(layout, &id) {
+                    tracing::info!(%id, "removing half-written object left by a crash");
+                    remove_object_dir(layout, &id)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ids of all object directories (with or without a manifest).
+pub(crate) fn list_object_dirs(layout: &Layout) -> Result<Vec<ObjectId>> {
+    let mut ids = Vec::new();
+    let shards = fs::read_dir(&layout.objects).map_err(|e| StoreError::io(&layout.objects, e))?;
+    for shard in shards {
+        let shard = shard.map_err(|e| StoreError::io(&layout.objects, e))?;
+        let shard_name = shard.file_name();
+        let Some(shard_name) = shard_name.to_str() else {
+            continue;
+        };
+        let shard_path = shard.path();
+        let objects = match fs::read_dir(&shard_path) {
+            Ok(o) => o,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            // A stray file among the shards: not ours, leave it.
+            Err(e) if shard_path.is_file() => {
+                tracing::debug!(path = %shard_path.display(), error = %e, "ignoring stray file");
+                continue;
+            }
+            Err(e) => return Err(StoreError::io(&shard_path, e)),
+        };
+        for obj in objects {
+            let obj = obj.map_err(|e| StoreError::io(&shard_path, e))?;
+            if let Some(id) = obj
+                .file_name()
+                .to_str()
+                .and_then(|n| layout::parse_object_dir(shard_name, n))
+            {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// True if `path` exists (errors count as absent).
+pub(crate) fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}

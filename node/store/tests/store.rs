@@ -1,0 +1,484 @@
+//! Integration tests of the on-disk store: round trips, restarts, corruption, crash leftovers,
+//! rejected chunks, eviction, two handles on one directory, unusable directories.
+
+use std::fs;
+use std::path::Path;
+
+use nearcast_proto::content::{CHUNK_SIZE, ObjectId, manifest_for};
+use nearcast_store::{CorruptPart, Store, StoreError};
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i * 31 + seed as usize * 7) % 251) as u8)
+        .collect()
+}
+
+fn tmp_entries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir.join("tmp"))
+        .expect("tmp dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[test]
+fn inline_and_chunked_objects_round_trip_and_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = b"a short post".to_vec();
+    let big = data(600 * 1024, 1);
+    let (small_id, big_id) = {
+        let store = Store::open(dir.path(), None).expect("open");
+        let small_id = store.add_bytes(&small, "text/plain").expect("add small");
+        let big_id = store.add_bytes(&big, "image/jpeg").expect("add big");
+        assert_eq!(store.read_object(&small_id).expect("read"), small);
+        assert_eq!(store.read_object(&big_id).expect("read"), big);
+        assert!(store.is_complete(&small_id) && store.is_complete(&big_id));
+        assert!(store.is_pinned(&big_id));
+        let m = store.manifest(&big_id).expect("manifest").expect("held");
+        assert_eq!(m.chunk_count(), 3);
+        assert_eq!(m.id(), big_id);
+        assert_eq!(store.chunks_held(&big_id).expect("held"), vec![true; 3]);
+        assert!(store.chunks_held(&small_id).expect("held").is_empty());
+        // Ranges across chunk boundaries.
+        let off = CHUNK_SIZE as u64 - 10;
+        assert_eq!(
+            store.read_range(&big_id, off, 20).expect("range"),
+            big[off as usize..off as usize + 20]
+        );
+        assert_eq!(
+            store
+                .read_range(&big_id, 500_000, 10_000_000)
+                .expect("tail"),
+            big[500_000..]
+        );
+        assert_eq!(store.read_range(&small_id, 2, 3).expect("inline"), b"sho");
+        assert!(matches!(
+            store.read_range(&big_id, big.len() as u64 + 1, 1),
+            Err(StoreError::Range { .. })
+        ));
+        (small_id, big_id)
+    };
+    assert!(tmp_entries(dir.path()).is_empty());
+    let store = Store::open(dir.path(), None).expect("reopen");
+    let list = store.list();
+    assert_eq!(list.len(), 2);
+    let big_info = list.iter().find(|o| o.id == big_id).expect("listed");
+    assert_eq!(big_info.size, big.len() as u64);
+    assert_eq!(big_info.media_type, "image/jpeg");
+    assert!(big_info.complete && big_info.pinned);
+    assert_eq!(store.read_object(&small_id).expect("read"), small);
+    assert_eq!(store.read_object(&big_id).expect("read"), big);
+    let usage = store.usage();
+    assert_eq!(usage.objects, 2);
+    assert!(usage.bytes >= big.len() as u64);
+    assert_eq!(usage.pinned_bytes, usage.bytes);
+}
+
+#[test]
+fn add_file_streams_a_file_and_matches_add_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.bin");
+    let content = data(2 * CHUNK_SIZE as usize, 3); // exact multiple of the chunk size
+    fs::write(&src, &content).expect("write src");
+    let store = Store::open(&dir.path().join("store"), None).expect("open");
+    let id = store
+        .add_file(&src, "application/octet-stream")
+        .expect("add");
+    assert_eq!(id, manifest_for(&content, "application/octet-stream").id());
+    assert_eq!(store.read_object(&id).expect("read"), content);
+    let missing = store.add_file(&dir.path().join("nope"), "x/y");
+    assert!(matches!(missing, Err(StoreError::Io { .. })), "{missing:?}");
+}
+
+#[test]
+fn corrupted_chunks_are_detected_removed_and_never_returned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = data(600 * 1024, 2);
+    let other = data(10_000, 9);
+    let store = Store::open(dir.path(), None).expect("open");
+    let id = store.add_bytes(&big, "image/png").expect("add");
+    let other_id = store.add_bytes(&other, "image/png").expect("add other");
+
+    // Flip one byte of chunk 1.
+    let p1 = store.chunk_path(&id, 1);
+    let mut bytes = fs::read(&p1).expect("read chunk");
+    bytes[1000] ^= 0x40;
+    fs::write(&p1, &bytes).expect("corrupt");
+    match store.chunk(&id, 1) {
+        Err(StoreError::Corrupt { id: cid, part, .. }) => {
+            assert_eq!(cid, id);
+            assert_eq!(part, CorruptPart::Chunk(1));
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(!p1.exists(), "corrupt chunk removed");
+    assert_eq!(store.chunk(&id, 1).expect("second read"), None);
+    assert!(!store.has_chunk(&id, 1));
+    assert!(!store.is_complete(&id));
+    assert_eq!(
+        store.chunks_held(&id).expect("held"),
+        vec![true, false, true]
+    );
+    assert!(matches!(
+        store.read_object(&id),
+        Err(StoreError::MissingChunk { index: 1, .. })
+    ));
+
+    // Truncate chunk 2 (the short last chunk), read through read_range.
+    let p2 = store.chunk_path(&id, 2);
+    let len = fs::metadata(&p2).expect("meta").len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&p2)
+        .and_then(|f| f.set_len(len - 1))
+        .expect("truncate");
+    let err = store.read_range(&id, 2 * CHUNK_SIZE as u64, 10);
+    assert!(
+        matches!(
+            err,
+            Err(StoreError::Corrupt {
+                part: CorruptPart::Chunk(2),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(!p2.exists());
+
+    // The rest is intact; refetching the chunk repairs the object.
+    assert_eq!(
+        store.chunk(&id, 0).expect("ok").as_deref(),
+        Some(&big[..CHUNK_SIZE as usize])
+    );
+    assert_eq!(store.read_object(&other_id).expect("other"), other);
+    let cs = CHUNK_SIZE as usize;
+    store
+        .put_chunk(&id, 1, &big[cs..2 * cs])
+        .expect("refetch 1");
+    store.put_chunk(&id, 2, &big[2 * cs..]).expect("refetch 2");
+    assert_eq!(store.read_object(&id).expect("repaired"), big);
+}
+
+#[test]
+fn truncated_chunk_found_on_open_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = data(600 * 1024, 4);
+    let id = {
+        let store = Store::open(dir.path(), Some(u64::MAX)).expect("open");
+        store.add_bytes(&big, "x/y").expect("add")
+    };
+    let path = Store::open(dir.path(), None)
+        .expect("open")
+        .chunk_path(&id, 0);
+    fs::write(&path, b"short").expect("truncate");
+    let store = Store::open(dir.path(), None).expect("reopen");
+    assert_eq!(
+        store.chunks_held(&id).expect("held"),
+        vec![false, true, true]
+    );
+    assert!(!path.exists());
+    assert_eq!(store.chunk(&id, 0).expect("absent"), None);
+    assert_eq!(
+        store.chunk(&id, 1).expect("ok").as_deref(),
+        Some(&big[CHUNK_SIZE as usize..2 * CHUNK_SIZE as usize])
+    );
+}
+
+#[test]
+fn corrupted_manifest_is_reported_and_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), None).expect("open");
+    let id = store.add_bytes(&data(300_000, 5), "x/y").expect("add");
+    let keep = store.add_bytes(b"keep me", "text/plain").expect("add");
+    let mp = store.manifest_path(&id);
+    let mut bytes = fs::read(&mp).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&mp, &bytes).expect("corrupt");
+    drop(store);
+    // On open the object is dropped; a second handle opened before sees Corrupt on lookup.
+    let a = Store::open(dir.path(), None).expect("open");
+    assert!(!a.contains(&id));
+    assert_eq!(a.manifest(&id).expect("lookup"), None);
+    assert_eq!(a.read_object(&keep).expect("other"), b"keep me");
+
+    let id2 = a.add_bytes(&data(300_000, 6), "x/y").expect("add");
+    let b = Store::open(dir.path(), None).expect("second handle");
+    let mp2 = a.manifest_path(&id2);
+    fs::write(&mp2, b"garbage").expect("corrupt");
+    let got = b.manifest(&id2);
+    assert!(
+        matches!(
+            got,
+            Err(StoreError::Corrupt {
+                part: CorruptPart::Manifest,
+                ..
+            })
+        ),
+        "{got:?}"
+    );
+    assert!(!mp2.exists());
+    assert!(tmp_entries(dir.path()).is_empty());
+}
+
+#[test]
+fn crash_leftovers_are_cleaned_and_not_objects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kept = data(300_000, 7);
+    let kept_id = {
+        let store = Store::open(dir.path(), None).expect("open");
+        store.add_bytes(&kept, "x/y").expect("add")
+    };
+    // A writer (pid that cannot exist) killed mid-write: temporaries, trash, an unparseable name.
+    let tmp = dir.path().join("tmp");
+    fs::write(tmp.join("4294967295.7.tmp"), vec![1u8; 1000]).expect("temp");
+    fs::create_dir_all(tmp.join("4294967295.8.trash/chunks")).expect("trash");
+    fs::write(tmp.join("4294967295.8.trash/chunks/0"), b"x").expect("trash chunk");
+    fs::write(tmp.join("weird"), b"x").expect("junk");
+    // A publish killed after its pin marker and a chunk, before the manifest.
+    let half = data(600 * 1024, 8);
+    let half_id = manifest_for(&half, "x/y").id();
+    let half_dir = {
+        let s = Store::open(dir.path(), None).expect("open");
+        s.manifest_path(&half_id)
+            .parent()
+            .expect("object dir")
+            .to_path_buf()
+    };
+    fs::create_dir_all(half_dir.join("chunks")).expect("dirs");
+    fs::write(half_dir.join("chunks/0"), &half[..CHUNK_SIZE as usize]).expect("chunk");
+    fs::write(half_dir.join("pinned"), b"4294967295\n").expect("marker");
+    // A temporary of a live process (ours) is left alone.
+    let live = tmp.join(format!("{}.999999.tmp", std::process::id()));
+    fs::write(&live, b"in flight").expect("live temp");
+
+    let store = Store::open(dir.path(), None).expect("reopen");
+    let names = tmp_entries(dir.path());
+    assert_eq!(names, vec![format!("{}.999999.tmp", std::process::id())]);
+    assert!(!half_dir.exists(), "half-written object removed");
+    let list = store.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, kept_id);
+    assert!(!store.contains(&half_id));
+    assert_eq!(store.read_object(&kept_id).expect("kept"), kept);
+    fs::remove_file(live).expect("cleanup");
+}
+
+#[test]
+fn wrong_chunks_are_rejected_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), None).expect("open");
+    let content = data(600 * 1024, 10);
+    let m = manifest_for(&content, "image/jpeg");
+    let id = m.id();
+    let cs = CHUNK_SIZE as usize;
+    // No manifest yet.
+    assert!(matches!(
+        store.put_chunk(&id, 0, &content[..cs]),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.put_manifest(&m).expect("put manifest"), id);
+    assert!(!store.is_complete(&id));
+    let before = store.usage().bytes;
+    let mut bad = content[..cs].to_vec();
+    bad[5] ^= 1;
+    assert!(matches!(
+        store.put_chunk(&id, 0, &bad),
+        Err(StoreError::Rejected { index: 0, .. })
+    ));
+    assert!(matches!(
+        store.put_chunk(&id, 0, &content[..cs - 1]),
+        Err(StoreError::Rejected { .. })
+    ));
+    assert!(matches!(
+        store.put_chunk(&id, 9, &content[..cs]),
+        Err(StoreError::Rejected { .. })
+    ));
+    assert!(!store.chunk_path(&id, 0).exists());
+    assert!(!store.chunk_path(&id, 9).exists());
+    assert_eq!(store.chunks_held(&id).expect("held"), vec![false; 3]);
+    assert_eq!(store.usage().bytes, before);
+    assert!(tmp_entries(dir.path()).is_empty());
+    assert_eq!(store.chunk(&id, 0).expect("absent"), None);
+    // The right chunks are accepted in any order.
+    store.put_chunk(&id, 2, &content[2 * cs..]).expect("c2");
+    store.put_chunk(&id, 0, &content[..cs]).expect("c0");
+    store.put_chunk(&id, 1, &content[cs..2 * cs]).expect("c1");
+    assert!(store.is_complete(&id));
+    assert!(!store.is_pinned(&id));
+    assert_eq!(store.read_object(&id).expect("read"), content);
+}
+
+#[test]
+fn eviction_respects_budget_lru_order_pins_and_protection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let size = 300_000;
+    // Room for three objects of ~300 KB, not four.
+    let budget = 3 * size as u64 + 3 * 1024;
+    let store = Store::open(dir.path(), Some(budget)).expect("open");
+    let put = |seed: u8| -> ObjectId {
+        let content = data(size, seed);
+        let m = manifest_for(&content, "x/y");
+        let id = store.put_manifest(&m).expect("manifest");
+        let cs = CHUNK_SIZE as usize;
+        store.put_chunk(&id, 0, &content[..cs]).expect("c0");
+        store.put_chunk(&id, 1, &content[cs..]).expect("c1");
+        id
+    };
+    let pinned = store.add_bytes(&data(size, 100), "x/y").expect("pinned");
+    let a = put(1);
+    let b = put(2);
+    let t = now();
+    // Uses are recorded forward only; `pinned` keeps its publication time.
+    store.touch(&b, t + 100);
+    store.touch(&a, t + 200);
+    store.touch(&pinned, t - 1000);
+    // Adding c goes over budget: b is the least recently used unpinned object.
+    let c = put(3);
+    let ids: Vec<ObjectId> = store.list().iter().map(|o| o.id).collect();
+    assert!(ids.contains(&pinned), "pinned never evicted");
+    assert!(ids.contains(&a) && ids.contains(&c));
+    assert!(!ids.contains(&b), "LRU evicted");
+    assert!(store.usage().bytes <= budget);
+    assert!(!store.manifest_path(&b).exists());
+
+    // Protected objects survive; the object being written is never its own victim.
+    store.touch(&c, t + 300);
+    store.protect(&a);
+    let d = put(4);
+    store.touch(&d, t + 400);
+    let ids: Vec<ObjectId> = store.list().iter().map(|o| o.id).collect();
+    assert!(ids.contains(&a) && ids.contains(&d) && ids.contains(&pinned));
+    assert!(!ids.contains(&c));
+    store.unprotect(&a);
+
+    // Unpinning makes the pinned object the coldest one.
+    store.unpin(&pinned).expect("unpin");
+    let e = put(5);
+    let ids: Vec<ObjectId> = store.list().iter().map(|o| o.id).collect();
+    assert!(!ids.contains(&pinned));
+    assert!(ids.contains(&e));
+    let usage = store.usage();
+    assert!(usage.bytes <= budget);
+    assert_eq!(usage.pinned_bytes, 0);
+    assert_eq!(usage.budget, Some(budget));
+
+    // Last use survives a restart (persisted as the manifest's mtime), so order is kept.
+    drop(store);
+    let store = Store::open(dir.path(), Some(budget)).expect("reopen");
+    assert_eq!(store.list().len(), 3);
+    let infos = store.list();
+    let a_use = infos.iter().find(|o| o.id == a).expect("a").last_use;
+    assert_eq!(a_use, t + 200);
+    // A smaller budget on open evicts right away, coldest first (e, then a).
+    drop(store);
+    let store = Store::open(dir.path(), Some(size as u64 + 2048)).expect("reopen small");
+    let ids: Vec<ObjectId> = store.list().iter().map(|o| o.id).collect();
+    assert_eq!(ids, vec![d]);
+    assert_eq!(store.evict_to_budget().expect("nothing more"), vec![]);
+}
+
+#[test]
+fn second_handle_publishes_and_first_finds_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Store::open(dir.path(), None).expect("daemon");
+    let before = daemon.add_bytes(b"first", "text/plain").expect("add");
+    let adder = Store::open(dir.path(), None).expect("add process");
+    let big = data(700 * 1024, 11);
+    let id = adder.add_bytes(&big, "video/mp4").expect("publish");
+    let small = adder
+        .add_bytes(b"hello", "text/plain")
+        .expect("publish small");
+    // Found on demand by id...
+    assert!(daemon.is_complete(&id));
+    assert!(daemon.is_pinned(&id));
+    assert_eq!(daemon.read_object(&id).expect("read"), big);
+    // ...and by a rescan for listings.
+    assert_eq!(daemon.list().len(), 2);
+    daemon.rescan().expect("rescan");
+    assert_eq!(daemon.list().len(), 3);
+    assert!(daemon.list().iter().any(|o| o.id == small));
+    // The adder opening did not disturb the daemon's objects; removals are seen too.
+    assert_eq!(adder.read_object(&before).expect("read"), b"first");
+    assert!(adder.remove(&small).expect("remove"));
+    assert!(!adder.remove(&small).expect("remove twice"));
+    daemon.rescan().expect("rescan");
+    assert!(!daemon.contains(&small));
+    assert_eq!(daemon.list().len(), 2);
+}
+
+#[test]
+fn many_threads_share_one_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(Store::open(dir.path(), None).expect("open"));
+    let handles: Vec<_> = (0..4u8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                (0..5u8)
+                    .map(|i| {
+                        let content = data(1000 + 70_000 * i as usize, t * 10 + i);
+                        let id = store.add_bytes(&content, "x/y").expect("add");
+                        assert_eq!(store.read_object(&id).expect("read"), content);
+                        id
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut n = 0;
+    for h in handles {
+        n += h.join().expect("thread").len();
+    }
+    assert_eq!(store.list().len(), n);
+}
+
+#[test]
+fn unusable_directories_give_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("a-file");
+    fs::write(&file, b"x").expect("file");
+    let err = Store::open(&file, None).expect_err("file is not a dir");
+    assert!(matches!(err, StoreError::Unusable { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("a-file") && msg.contains("not a directory"),
+        "{msg}"
+    );
+    // A store whose objects/ is a file.
+    let bad = dir.path().join("bad");
+    fs::create_dir(&bad).expect("dir");
+    fs::write(bad.join("objects"), b"x").expect("file");
+    let err = Store::open(&bad, None).expect_err("objects is a file");
+    assert!(err.to_string().contains("objects"), "{err}");
+    // A path below a file.
+    let err = Store::open(&file.join("sub"), None).expect_err("below a file");
+    assert!(matches!(err, StoreError::Unusable { .. }), "{err:?}");
+}
+
+#[test]
+fn remove_and_remanifest_inline_objects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), None).expect("open");
+    let m = manifest_for(b"tiny", "text/plain");
+    let id = store.put_manifest(&m).expect("put");
+    assert!(store.is_complete(&id));
+    assert_eq!(store.read_object(&id).expect("read"), b"tiny");
+    assert_eq!(store.chunk(&id, 0).expect("no chunks"), None);
+    assert_eq!(store.put_manifest(&m).expect("again"), id);
+    assert!(store.remove(&id).expect("remove"));
+    assert!(matches!(
+        store.read_object(&id),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.manifest(&id).expect("gone"), None);
+    assert!(matches!(store.pin(&id), Err(StoreError::NotFound(_))));
+    assert_eq!(store.usage().objects, 0);
+    assert_eq!(store.usage().bytes, 0);
+}
