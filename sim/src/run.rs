@@ -1,0 +1,177 @@
+//! Running a scenario: the shared topology, one world per baseline on the same workload and
+//! seed, and the files a run leaves behind.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::fxhash::mix;
+use crate::metrics::Row;
+use crate::net::Topology;
+use crate::report::{Summary, summarise};
+use crate::scenario::{ALL_BASELINES, Scenario};
+use crate::world::World;
+
+/// Wall-clock facts about a run (kept out of `summary.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RunInfo {
+    pub wall_s: f64,
+    /// CPU seconds (the machine may be shared: compare with wall time).
+    pub cpu_s: f64,
+    pub peak_rss_mib: f64,
+    pub events: u64,
+    pub events_per_s: f64,
+    pub per_baseline: BTreeMap<String, BaselineRun>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BaselineRun {
+    pub wall_s: f64,
+    pub events: u64,
+    pub events_per_s: f64,
+}
+
+/// Everything a run produced.
+pub struct Outcome {
+    pub summary: Summary,
+    pub rows: Vec<Row>,
+    pub info: RunInfo,
+}
+
+/// Peak resident set size of this process (VmHWM), MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// CPU time (user + system) of this process so far, seconds (from /proc/self/stat).
+pub fn cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let u: f64 = f.get(11)?.parse().ok()?;
+            let k: f64 = f.get(12)?.parse().ok()?;
+            Some((u + k) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// Runs every baseline of `sc` with `seed`.
+pub fn run(sc: &Scenario, seed: u64, show_progress: bool) -> Result<Outcome> {
+    let started = Instant::now();
+    let mut topo_rng = ChaCha8Rng::seed_from_u64(mix(&[seed, 1]));
+    let (topo, places) = Topology::build(&sc.network, sc.peers, sc.protocol.seeders, &mut topo_rng)
+        .context("building the network")?;
+    let topo = Arc::new(topo);
+    let mut baselines = BTreeMap::new();
+    let mut rows = Vec::new();
+    let mut per_baseline = BTreeMap::new();
+    let mut events = 0;
+    let order: Vec<&str> = ALL_BASELINES
+        .iter()
+        .copied()
+        .filter(|b| sc.baselines.iter().any(|x| x == b))
+        .collect();
+    let total_ms = ((sc.warmup_min + sc.duration_min) * 60_000.0) as u64;
+    for name in order {
+        let t = Instant::now();
+        let mut world = World::new(sc, seed, name, topo.clone(), &places);
+        let bar = if show_progress && std::io::stderr().is_terminal() {
+            ProgressBar::with_draw_target(Some(total_ms / 1000), ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>13} [{bar:30}] {pos}/{len} sim s  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(name.to_string());
+        let bar_ref = &bar;
+        world.run(|sim_ms, ev| {
+            let secs = t.elapsed().as_secs_f64().max(1e-3);
+            bar_ref.set_position(sim_ms / 1000);
+            bar_ref.set_message(format!("{:.0}k events/s", ev as f64 / secs / 1000.0));
+        });
+        bar.finish_and_clear();
+        let wall = t.elapsed().as_secs_f64();
+        let ev = world.q.popped;
+        events += ev;
+        per_baseline.insert(
+            name.to_string(),
+            BaselineRun {
+                wall_s: wall,
+                events: ev,
+                events_per_s: ev as f64 / wall.max(1e-9),
+            },
+        );
+        tracing::info!(baseline = name, wall_s = wall, events = ev, "baseline done");
+        if std::env::var_os("NEARCAST_SIM_PROFILE").is_some() {
+            eprintln!(
+                "{name}: events timer/req/resp/chunk/other/stale-timer {:?}",
+                world.event_counts
+            );
+            eprintln!(
+                "{name}: requests FindNode/GetProviders/AddProvider/Attach/Detach/Have/Locate/GetManifest/GetChunkMap/Register {:?}",
+                world.request_counts
+            );
+        }
+        baselines.insert(name.to_string(), summarise(&world));
+        rows.append(&mut world.rows);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let summary = Summary {
+        scenario: sc.name.clone(),
+        peers: sc.peers,
+        seed,
+        seeders: sc.protocol.seeders,
+        duration_min: sc.duration_min,
+        warmup_min: sc.warmup_min,
+        baselines,
+    };
+    let info = RunInfo {
+        wall_s: wall,
+        cpu_s: cpu_s(),
+        peak_rss_mib: peak_rss_mib(),
+        events,
+        events_per_s: events as f64 / wall.max(1e-9),
+        per_baseline,
+    };
+    Ok(Outcome {
+        summary,
+        rows,
+        info,
+    })
+}
+
+/// Writes summary.json, run.json, timeseries.csv and the charts into `dir`.
+pub fn write(out: &Outcome, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let summary = serde_json::to_string_pretty(&out.summary)? + "\n";
+    std::fs::write(dir.join("summary.json"), summary).context("writing summary.json")?;
+    let info = serde_json::to_string_pretty(&out.info)? + "\n";
+    std::fs::write(dir.join("run.json"), info).context("writing run.json")?;
+    std::fs::write(dir.join("timeseries.csv"), crate::report::csv(&out.rows))
+        .context("writing timeseries.csv")?;
+    crate::charts::write_all(&out.summary, &out.rows, dir).context("drawing charts")?;
+    Ok(())
+}
