@@ -92,10 +92,10 @@ pub async fn get(gateway: SocketAddr, id: &str, out: Option<&Path>) -> anyhow::R
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if let Some(n) = len {
-        if total != n {
-            bail!("{id}: connection closed after {total} of {n} bytes");
-        }
+    if let Some(n) = len
+        && total != n
+    {
+        bail!("{id}: connection closed after {total} of {n} bytes");
     }
     Ok(())
 }

@@ -67,10 +67,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let seeders = seeder_contacts(&settings, local_peer, own_ip, own_port)?;
     for s in &seeders {
-        if s.peer.0 != local_peer {
-            if let Some(a) = contact_addr(s) {
-                swarm.add_peer_address(s.peer.0, a);
-            }
+        if s.peer.0 != local_peer
+            && let Some(a) = contact_addr(s)
+        {
+            swarm.add_peer_address(s.peer.0, a);
         }
     }
     for addr in &settings.bootstrap {
@@ -325,8 +325,12 @@ impl Daemon {
                 self.node.object_stored(*id);
             }
         }
-        let gone: Vec<ObjectId> =
-            self.node.holdings().filter(|id| !complete.contains(id)).copied().collect();
+        let gone: Vec<ObjectId> = self
+            .node
+            .holdings()
+            .filter(|id| !complete.contains(id))
+            .copied()
+            .collect();
         for id in gone {
             self.node.object_removed(id);
         }
@@ -534,19 +538,20 @@ impl Daemon {
                     tracing::debug!(%peer, %error, "dial failed");
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
                 // Besides AutoNAT v2, an inbound connection from another AS shows that others
                 // reach our advertised address.
-                if self.reachable == Reachability::Auto && !self.node_reachable {
-                    if let libp2p::core::ConnectedPoint::Listener { send_back_addr, .. } = &endpoint {
-                        if let Some((ip, _, _)) = parse_contact(send_back_addr) {
-                            if self.node.locality().class_of(ip) == SourceClass::OtherAs {
-                                tracing::info!(%ip, "reachable: inbound connection from another AS");
-                                self.node_reachable = true;
-                                self.node.set_reachable(true);
-                            }
-                        }
-                    }
+                if self.reachable == Reachability::Auto
+                    && !self.node_reachable
+                    && let libp2p::core::ConnectedPoint::Listener { send_back_addr, .. } = &endpoint
+                    && let Some((ip, _, _)) = parse_contact(send_back_addr)
+                    && self.node.locality().class_of(ip) == SourceClass::OtherAs
+                {
+                    tracing::info!(%ip, "reachable: inbound connection from another AS");
+                    self.node_reachable = true;
+                    self.node.set_reachable(true);
                 }
                 if self.node.is_banned(&NetPeer(peer_id)) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);

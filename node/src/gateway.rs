@@ -249,10 +249,10 @@ async fn get_object(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
-    if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
-            h.insert(header::CONTENT_RANGE, v);
-        }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}"))
+    {
+        h.insert(header::CONTENT_RANGE, v);
     }
     resp
 }

@@ -8,7 +8,10 @@ fn nearcast(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("run nearcast");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 fn run_args<'a>(data: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -32,7 +35,10 @@ fn bad_configuration_is_refused_clearly() {
     let data = data.to_str().expect("utf8");
     let boot = "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWR4eLbjJUvmr84J4Kevmfw9PbyWoDTcRneSSiMb59kAmF";
 
-    let (ok, err) = nearcast(&run_args(data, &["--bootstrap", boot, "--as-table", "/nonexistent/as.csv"]));
+    let (ok, err) = nearcast(&run_args(
+        data,
+        &["--bootstrap", boot, "--as-table", "/nonexistent/as.csv"],
+    ));
     assert!(!ok);
     assert!(err.contains("cannot open AS table"), "{err}");
 
@@ -44,7 +50,10 @@ fn bad_configuration_is_refused_clearly() {
     assert!(!ok);
     assert!(err.contains("invalid value"), "{err}");
 
-    let (ok, err) = nearcast(&run_args(data, &["--bootstrap", boot, "--cache-size", "lots"]));
+    let (ok, err) = nearcast(&run_args(
+        data,
+        &["--bootstrap", boot, "--cache-size", "lots"],
+    ));
     assert!(!ok);
     assert!(err.contains("invalid size"), "{err}");
 
@@ -52,7 +61,12 @@ fn bad_configuration_is_refused_clearly() {
     std::fs::write(&bad_table, "127.0.0.1,banana,12\n").expect("write");
     let (ok, err) = nearcast(&run_args(
         data,
-        &["--bootstrap", boot, "--as-table", bad_table.to_str().expect("utf8")],
+        &[
+            "--bootstrap",
+            boot,
+            "--as-table",
+            bad_table.to_str().expect("utf8"),
+        ],
     ));
     assert!(!ok);
     assert!(err.contains("malformed"), "{err}");
@@ -61,7 +75,12 @@ fn bad_configuration_is_refused_clearly() {
 #[test]
 fn get_without_daemon_fails_fast_with_a_hint() {
     let t = std::time::Instant::now();
-    let (ok, err) = nearcast(&["get", "TV3oqAtiT4QeexjkzdMMpwD532o2HehQPZUQvcJeEiT", "--gateway", "127.0.0.1:9"]);
+    let (ok, err) = nearcast(&[
+        "get",
+        "TV3oqAtiT4QeexjkzdMMpwD532o2HehQPZUQvcJeEiT",
+        "--gateway",
+        "127.0.0.1:9",
+    ]);
     assert!(!ok);
     assert!(err.contains("is `nearcast run` running?"), "{err}");
     assert!(t.elapsed().as_secs() < 10);

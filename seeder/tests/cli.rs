@@ -10,10 +10,17 @@ fn add(data: &std::path::Path, paths: &[&std::path::Path]) -> Vec<(String, Strin
         .args(paths)
         .output()
         .expect("run nearcast-seeder");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.split_once("  ").map(|(a, b)| (a.to_string(), b.to_string())))
+        .filter_map(|l| {
+            l.split_once("  ")
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
         .collect()
 }
 

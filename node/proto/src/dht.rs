@@ -69,7 +69,7 @@ impl<P: PeerRef> Lookup<P> {
             let d = self.target.distance(&c.peer.key());
             self.candidates.push((d, c, Ask::Pending));
         }
-        self.candidates.sort_by(|a, b| a.0.cmp(&b.0));
+        self.candidates.sort_by_key(|a| a.0);
         self.candidates.truncate(4 * LOOKUP_K);
     }
 
@@ -175,10 +175,10 @@ impl<P: PeerRef> ProviderStore<P> {
             *e = (provider, expires);
             return;
         }
-        if list.len() >= MAX_PROVIDERS_PER_KEY {
-            if let Some((pos, _)) = list.iter().enumerate().min_by_key(|(_, e)| e.1) {
-                list.remove(pos);
-            }
+        if list.len() >= MAX_PROVIDERS_PER_KEY
+            && let Some((pos, _)) = list.iter().enumerate().min_by_key(|(_, e)| e.1)
+        {
+            list.remove(pos);
         }
         list.push((provider, expires));
     }

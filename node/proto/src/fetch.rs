@@ -152,7 +152,7 @@ impl<P: PeerRef> Fetch<P> {
             .sources
             .values()
             .filter(|s| !s.manifest_tried && (allow_seeders || !s.is_seeder))
-            .min_by_key(|s| (s.is_seeder, !s.chunks.is_none(), s.proximity))?
+            .min_by_key(|s| (s.is_seeder, s.chunks.is_some(), s.proximity))?
             .contact
             .peer
             .clone();
@@ -199,10 +199,7 @@ impl<P: PeerRef> Fetch<P> {
         let order: Vec<P> = order.into_iter().cloned().collect();
         let start = rng.below(n.max(1) as u64) as usize;
         for peer in order {
-            loop {
-                let Some(s) = self.sources.get(&peer) else {
-                    break;
-                };
+            while let Some(s) = self.sources.get(&peer) {
                 if s.in_flight >= window {
                     break;
                 }
@@ -243,14 +240,14 @@ impl<P: PeerRef> Fetch<P> {
         s.in_flight = s.in_flight.saturating_sub(1);
         match outcome {
             ChunkOutcome::Stored { bytes } => {
-                if let Some(h) = self.have.get_mut(index as usize) {
-                    if !*h {
-                        *h = true;
-                        let class = s.class();
-                        self.bytes[class.index()] += bytes;
-                        self.last_progress = now;
-                        self.first_byte_at.get_or_insert(now);
-                    }
+                if let Some(h) = self.have.get_mut(index as usize)
+                    && !*h
+                {
+                    *h = true;
+                    let class = s.class();
+                    self.bytes[class.index()] += bytes;
+                    self.last_progress = now;
+                    self.first_byte_at.get_or_insert(now);
                 }
                 s.failures = 0;
             }

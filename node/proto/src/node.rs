@@ -595,10 +595,10 @@ impl<P: PeerRef> Node<P> {
                 }
                 for o in added {
                     self.holders.add(o, contact.clone(), asn, true, u64::MAX);
-                    if let Some(c) = self.children.get_mut(from) {
-                        if c.objects.len() < 4 * MAX_HAVE {
-                            c.objects.insert(o);
-                        }
+                    if let Some(c) = self.children.get_mut(from)
+                        && c.objects.len() < 4 * MAX_HAVE
+                    {
+                        c.objects.insert(o);
                     }
                 }
                 Response::Ack
@@ -799,11 +799,9 @@ impl<P: PeerRef> Node<P> {
                     f.locates_pending = f.locates_pending.saturating_sub(1);
                     empty = f.locates_pending == 0 && !f.has_peer_sources() && f.manifest.is_none();
                 }
-                if empty {
-                    if let Some(object) = self.fetches.get(&fid).map(|f| f.object) {
-                        self.start_provider_lookup(now, fid, object);
-                        self.locate_wider(fid, object);
-                    }
+                if empty && let Some(object) = self.fetches.get(&fid).map(|f| f.object) {
+                    self.start_provider_lookup(now, fid, object);
+                    self.locate_wider(fid, object);
                 }
                 self.drive_fetch(now, fid);
             }
@@ -931,7 +929,7 @@ impl<P: PeerRef> Node<P> {
             f.seeders_asked = true;
             let picked: Vec<Contact<P>> = {
                 let all: Vec<&P> = self.cfg.seeders.iter().map(|c| &c.peer).collect();
-                seeders_for(&object, all.into_iter(), self.cfg.replication)
+                seeders_for(&object, all, self.cfg.replication)
                     .into_iter()
                     .filter_map(|p| self.cfg.seeders.iter().find(|c| &c.peer == p).cloned())
                     .filter(|c| c.peer != self.cfg.own.peer && !self.banned.contains(&c.peer))
@@ -945,18 +943,17 @@ impl<P: PeerRef> Node<P> {
                 f.add_source(s.clone(), p, true, true);
             }
             // Ask the first seeder for nearby holders as well (it knows recent fetchers).
-            if let Some(first) = picked.first() {
-                if !self.parents.contains_key(&first.peer)
-                    && self.cfg.strategy != Strategy::SeederOnly
-                {
-                    f.locates_pending += 1;
-                    let me = self.cfg.own.clone();
-                    self.send(
-                        first.clone(),
-                        Request::Locate { me, object },
-                        Pending::Locate(fid),
-                    );
-                }
+            if let Some(first) = picked.first()
+                && !self.parents.contains_key(&first.peer)
+                && self.cfg.strategy != Strategy::SeederOnly
+            {
+                f.locates_pending += 1;
+                let me = self.cfg.own.clone();
+                self.send(
+                    first.clone(),
+                    Request::Locate { me, object },
+                    Pending::Locate(fid),
+                );
             }
         }
         let Some(f) = self.fetches.get_mut(&fid) else {
@@ -980,7 +977,7 @@ impl<P: PeerRef> Node<P> {
                     .filter(|s| s.chunks.is_some() && !s.map_pending)
                     .map(|s| (s.proximity, s.contact.clone()))
                     .collect();
-                partial.sort_by(|a, b| a.0.cmp(&b.0));
+                partial.sort_by_key(|a| a.0);
                 partial.truncate(8);
                 for (_, c) in &partial {
                     if let Some(s) = f.sources.get_mut(&c.peer) {
@@ -1470,12 +1467,12 @@ impl<P: PeerRef> Node<P> {
             .max();
         let mut slots = want.saturating_sub(self.parents.len());
         // One better candidate may replace the worst parent.
-        if slots == 0 {
-            if let (Some(best), Some(worst)) = (cands.first(), worst_parent) {
-                if best.0 < worst && best.0.1.tier < worst.1.tier {
-                    slots = 1;
-                }
-            }
+        if slots == 0
+            && let (Some(best), Some(worst)) = (cands.first(), worst_parent)
+            && best.0 < worst
+            && best.0.1.tier < worst.1.tier
+        {
+            slots = 1;
         }
         for (_, c) in cands.into_iter().take(slots) {
             self.attaching.insert(c.peer.clone());

@@ -84,7 +84,7 @@ impl<P: PeerRef> RoutingTable<P> {
             .flatten()
             .map(|e| (e, target.distance(&e.contact.peer.key())))
             .collect();
-        all.sort_by(|a, b| a.1.cmp(&b.1));
+        all.sort_by_key(|a| a.1);
         all.into_iter()
             .take(n)
             .map(|(e, _)| e.contact.clone())
