@@ -41,7 +41,13 @@ pub async fn fetch_chunk(
 ) -> ChunkOutcome {
     let expected = manifest.chunk_len(index);
     let transfer = async {
-        let mut stream = control.open_stream(peer, chunk_protocol()).await.ok()?;
+        let mut stream = match control.open_stream(peer, chunk_protocol()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot open chunk stream");
+                return None;
+            }
+        };
         write_frame(
             &mut stream,
             &encode_chunk_request(&ChunkRequest { object, index }),
@@ -59,7 +65,10 @@ pub async fn fetch_chunk(
             }
             ChunkStatus::Data { .. } => {
                 let mut data = vec![0u8; expected];
-                stream.read_exact(&mut data).await.ok()?;
+                if let Err(e) = stream.read_exact(&mut data).await {
+                    tracing::debug!(%peer, index, error = %e, "chunk transfer broke off");
+                    return None;
+                }
                 let _ = stream.close().await;
                 Ok(data)
             }
@@ -69,7 +78,11 @@ pub async fn fetch_chunk(
     let data = match tokio::time::timeout(CHUNK_DEADLINE, transfer).await {
         Ok(Some(Ok(data))) => data,
         Ok(Some(Err(outcome))) => return outcome,
-        Ok(None) | Err(_) => return ChunkOutcome::Failed,
+        Ok(None) => return ChunkOutcome::Failed,
+        Err(_) => {
+            tracing::debug!(%peer, index, "chunk transfer timed out");
+            return ChunkOutcome::Failed;
+        }
     };
     if let Err(e) = manifest.verify_chunk(index, &data) {
         tracing::warn!(%peer, %object, index, error = %e, "peer sent a bad chunk; discarded");

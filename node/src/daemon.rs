@@ -280,6 +280,7 @@ impl Daemon {
                 }
                 Some(done) = chunk_rx.recv() => {
                     let now = self.now();
+                    tracing::debug!(peer = %done.peer.0, index = done.index, outcome = ?done.outcome, "chunk");
                     if done.outcome == nearcast_proto::ChunkOutcome::Corrupt {
                         self.metrics.chunks_rejected.inc();
                     }

@@ -7,7 +7,7 @@
 //!   body length  u64 LE    bytes after the header
 //!   checksum     32 bytes  SHA-256 of the body
 //! body (all integers unsigned LEB128 varints unless noted)
-//!   AS table     n, then n AS numbers: the first as is, then ascending deltas (>= 1)
+//!   AS table     n (< 2^24), then n AS numbers: the first as is, then ascending deltas (>= 1)
 //!   IPv4         n, then n prefixes: network delta from the previous network (the first from
 //!                0), length (1 byte), AS index into the AS table; canonical order, i.e.
 //!                ascending by (network, length), no duplicates, host bits zero
@@ -24,7 +24,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::graph::AsGraph;
-use crate::table::{Key, PrefixTable, host_mask, max_addr};
+use crate::table::{Key, MAX_TABLE_ASES, PrefixTable, host_mask, max_addr};
 use crate::{AsMap, AsMapError};
 
 /// Magic bytes at the start of every map file.
@@ -210,6 +210,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<AsMap, AsMapError> {
         base: HEADER_LEN,
     };
     let n_as = r.count(1, "AS")?;
+    if n_as > MAX_TABLE_ASES {
+        return Err(AsMapError::CountTooLarge {
+            what: "AS",
+            count: n_as as u64,
+            remaining: r.remaining(),
+        });
+    }
     let mut asns = Vec::with_capacity(n_as);
     let mut prev = 0u32;
     for i in 0..n_as {

@@ -6,11 +6,11 @@
 //! [`std::io::BufRead`]). Modules:
 //! - `table`: longest-prefix-match tables (flattened interval arrays, binary search);
 //! - `graph`: the AS adjacency in CSR form and the bounded AS distance;
-//! - [`format`]: the versioned, checksummed binary file format and its hostile-input-safe
+//! - [`format`](mod@format): the versioned, checksummed binary file format and its hostile-input-safe
 //!   decoder;
 //! - [`builder`]: assembling a map from prefixes, ranges, AS paths and text tables;
 //! - `fs` (feature `fs`): crash-safe map files and the `asmap lookup` text;
-//! - `build` (feature `build`): [`build::MapBuilder`] reading MRT RIB dumps (bgpkit-parser),
+//! - `build` (feature `build`): `build::MapBuilder` reading MRT RIB dumps (bgpkit-parser),
 //!   range CSVs and prefix tables from files, plain, gzip or bzip2.
 //!
 //! ```
@@ -255,13 +255,13 @@ impl AsMap {
         (self.v4.interval_count(), self.v6.interval_count())
     }
 
-    /// Decodes a map file (see [`format`]), checking magic, version, checksum and every count,
+    /// Decodes a map file (see [`format`](mod@format)), checking magic, version, checksum and every count,
     /// order and reference. Hostile input yields an error, never a panic or a huge allocation.
     pub fn from_bytes(bytes: &[u8]) -> Result<AsMap, AsMapError> {
         format::decode(bytes)
     }
 
-    /// Encodes the map in the binary format (see [`format`]).
+    /// Encodes the map in the binary format (see [`format`](mod@format)).
     pub fn to_bytes(&self) -> Vec<u8> {
         format::encode(self)
     }

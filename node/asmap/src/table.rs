@@ -2,32 +2,48 @@
 //!
 //! A [`PrefixTable`] owns a canonical prefix list (sorted by network then length, host bits zero,
 //! no duplicates) and a flattened view of it: the address space cut into non-overlapping
-//! intervals, each labelled with the most specific prefix that covers it (or none). A lookup
-//! finds the last interval start at or below the address through a small static search tree:
-//! levels of every `FANOUT`-th start above the start array, each level searched only inside the
-//! block its parent picked, so a lookup touches one block per level and the upper levels stay
-//! in cache. Unlike a fixed top-bits index this does not degrade where prefixes crowd (IPv6
-//! lives in a few /16s).
+//! intervals, each labelled with the most specific prefix that covers it (or none). Each interval
+//! is one packed entry (start address, then the covering prefix's length and AS index), so the
+//! entry that a search ends on already holds the answer. A lookup narrows the search with a
+//! 2^16-entry index on the top 16 address bits, then binary-searches the entries of that bucket:
+//! a handful of cache lines in all.
 
 /// Slot value for an interval that no prefix covers.
 const NONE: u32 = u32::MAX;
-/// Info value for an interval that no prefix covers.
-const NO_INFO: u64 = u64::MAX;
+/// Number of top-level buckets (top 16 address bits).
+const BUCKETS: usize = 1 << 16;
+/// Bits of an entry's info word that hold the prefix length.
+const LEN_BITS: u32 = 8;
+/// Most distinct ASes one table can name (AS indices use the upper 24 bits of the info word,
+/// and the all-ones info word means "no prefix").
+pub(crate) const MAX_TABLE_ASES: usize = (1 << 24) - 1;
 
 /// An address as an unsigned integer: `u32` for IPv4, `u128` for IPv6.
 pub(crate) trait Key: Copy + Ord + Default + std::fmt::Debug {
     /// Address width in bits.
     const BITS: u8;
+    /// One interval: its start and a 32-bit info word, ordered by start first.
+    type Entry: Copy + Ord + Default + std::fmt::Debug;
     /// Widen to `u128`.
     fn to_u128(self) -> u128;
     /// Narrow from `u128` (the caller guarantees the value fits).
     fn from_u128(v: u128) -> Self;
-    /// Keys per block of the search tree (one or two cache lines).
-    const FANOUT: usize;
+    /// The top 16 bits, as a bucket index.
+    fn bucket(self) -> usize;
+    /// Packs an interval.
+    fn entry(start: Self, info: u32) -> Self::Entry;
+    /// The largest entry starting at `ip`: entries `<=` it start at or below `ip`.
+    fn probe(ip: Self) -> Self::Entry;
+    /// The start of an entry.
+    fn start(e: Self::Entry) -> Self;
+    /// The info word of an entry.
+    fn info(e: Self::Entry) -> u32;
 }
 
 impl Key for u32 {
     const BITS: u8 = 32;
+    /// `start << 32 | info`.
+    type Entry = u64;
     #[inline]
     fn to_u128(self) -> u128 {
         u128::from(self)
@@ -36,11 +52,31 @@ impl Key for u32 {
     fn from_u128(v: u128) -> Self {
         v as u32
     }
-    const FANOUT: usize = 16;
+    #[inline]
+    fn bucket(self) -> usize {
+        (self >> 16) as usize
+    }
+    #[inline]
+    fn entry(start: Self, info: u32) -> u64 {
+        (u64::from(start) << 32) | u64::from(info)
+    }
+    #[inline]
+    fn probe(ip: Self) -> u64 {
+        (u64::from(ip) << 32) | u64::from(u32::MAX)
+    }
+    #[inline]
+    fn start(e: u64) -> Self {
+        (e >> 32) as u32
+    }
+    #[inline]
+    fn info(e: u64) -> u32 {
+        e as u32
+    }
 }
 
 impl Key for u128 {
     const BITS: u8 = 128;
+    type Entry = (u128, u32);
     #[inline]
     fn to_u128(self) -> u128 {
         self
@@ -49,7 +85,26 @@ impl Key for u128 {
     fn from_u128(v: u128) -> Self {
         v
     }
-    const FANOUT: usize = 8;
+    #[inline]
+    fn bucket(self) -> usize {
+        (self >> 112) as usize
+    }
+    #[inline]
+    fn entry(start: Self, info: u32) -> (u128, u32) {
+        (start, info)
+    }
+    #[inline]
+    fn probe(ip: Self) -> (u128, u32) {
+        (ip, u32::MAX)
+    }
+    #[inline]
+    fn start(e: (u128, u32)) -> Self {
+        e.0
+    }
+    #[inline]
+    fn info(e: (u128, u32)) -> u32 {
+        e.1
+    }
 }
 
 /// The largest address of the family, as `u128`.
@@ -66,49 +121,65 @@ pub(crate) fn host_mask<T: Key>(len: u8) -> u128 {
 
 /// Prefix list plus its flattened interval view. See the module doc.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct PrefixTable<T> {
+pub(crate) struct PrefixTable<T: Key> {
     /// Network addresses, canonical order.
     pub(crate) nets: Vec<T>,
     /// Prefix lengths, parallel to `nets`.
     pub(crate) lens: Vec<u8>,
     /// Origin AS numbers, parallel to `nets`.
     pub(crate) asns: Vec<u32>,
-    /// Interval starts, ascending; `starts[0] == 0` when not empty.
-    starts: Vec<T>,
-    /// For each interval, its covering prefix as `(asn << 8) | len`, or `NO_INFO`: all a lookup
-    /// needs, so that it touches neither the prefix arrays nor a slot-to-prefix indirection.
-    info: Vec<u64>,
-    /// Search tree over `starts`, root level first: `levels[k][j] == levels[k + 1][j * FANOUT]`,
-    /// the last level samples `starts`, the root has at most `FANOUT` keys.
-    levels: Vec<Vec<T>>,
+    /// Distinct origin ASes of this table, ascending; entries name them by index.
+    as_list: Vec<u32>,
+    /// Intervals, ascending by start; the first starts at address 0. Info word:
+    /// `as_index << LEN_BITS | len`, or `NONE` where no prefix covers the interval.
+    entries: Vec<T::Entry>,
+    /// `buckets[b]` = first entry whose start is `>= b << (BITS - 16)`; `BUCKETS + 1` entries.
+    buckets: Vec<u32>,
 }
 
 impl<T: Key> PrefixTable<T> {
     /// Builds a table from a canonical prefix list: sorted by `(net, len)` strictly ascending,
     /// `len <= T::BITS`, host bits zero. The caller (builder or decoder) guarantees this, and
-    /// that there are fewer than `u32::MAX` prefixes.
+    /// that there are fewer than `u32::MAX` prefixes. Prefixes whose AS would be beyond the
+    /// first [`MAX_TABLE_ASES`] distinct ones do not answer lookups (the decoder refuses such
+    /// maps; no real table comes near).
     pub(crate) fn from_canonical(nets: Vec<T>, lens: Vec<u8>, asns: Vec<u32>) -> Self {
         debug_assert_eq!(nets.len(), lens.len());
         debug_assert_eq!(nets.len(), asns.len());
         if nets.is_empty() {
             return Self::default();
         }
+        let mut as_list = asns.clone();
+        as_list.sort_unstable();
+        as_list.dedup();
         let (starts, slots) = flatten::<T>(&nets, &lens);
-        let info = slots
+        let entries: Vec<T::Entry> = starts
             .iter()
-            .map(|&s| match s {
-                NONE => NO_INFO,
-                i => (u64::from(asns[i as usize]) << 8) | u64::from(lens[i as usize]),
+            .zip(&slots)
+            .map(|(&start, &slot)| {
+                let info = match slot {
+                    NONE => NONE,
+                    i => {
+                        let i = i as usize;
+                        match as_list.binary_search(&asns[i]) {
+                            Ok(a) if a < MAX_TABLE_ASES => {
+                                ((a as u32) << LEN_BITS) | u32::from(lens[i])
+                            }
+                            _ => NONE,
+                        }
+                    }
+                };
+                T::entry(start, info)
             })
             .collect();
-        let levels = search_levels(&starts);
+        let buckets = bucket_index::<T>(&entries);
         PrefixTable {
             nets,
             lens,
             asns,
-            starts,
-            info,
-            levels,
+            as_list,
+            entries,
+            buckets,
         }
     }
 
@@ -120,28 +191,24 @@ impl<T: Key> PrefixTable<T> {
     /// `(prefix length, origin AS)` of the longest prefix that contains `ip`.
     #[inline]
     pub(crate) fn lookup(&self, ip: T) -> Option<(u8, u32)> {
-        // Index of the last key <= ip, level by level; every level starts with address 0.
-        let mut j = 0usize;
-        for level in self
-            .levels
-            .iter()
-            .map(Vec::as_slice)
-            .chain([self.starts.as_slice()])
-        {
-            let lo = j * T::FANOUT;
-            let block = level.get(lo..(lo + T::FANOUT).min(level.len()))?;
-            j = (lo + block.partition_point(|&s| s <= ip)).checked_sub(1)?;
-        }
-        let i = j;
-        match *self.info.get(i)? {
-            NO_INFO => None,
-            info => Some((info as u8, (info >> 8) as u32)),
+        let b = ip.bucket();
+        let lo = *self.buckets.get(b)? as usize;
+        let hi = *self.buckets.get(b + 1)? as usize;
+        let probe = T::probe(ip);
+        let k = self.entries.get(lo..hi)?.partition_point(|&e| e <= probe);
+        let i = (lo + k).checked_sub(1)?;
+        match T::info(*self.entries.get(i)?) {
+            NONE => None,
+            info => {
+                let asn = *self.as_list.get((info >> LEN_BITS) as usize)?;
+                Some((info as u8, asn))
+            }
         }
     }
 
     /// Number of flattened intervals (for size estimates).
     pub(crate) fn interval_count(&self) -> usize {
-        self.starts.len()
+        self.entries.len()
     }
 
     /// Heap bytes held.
@@ -150,9 +217,9 @@ impl<T: Key> PrefixTable<T> {
         self.nets.capacity() * t
             + self.lens.capacity()
             + self.asns.capacity() * 4
-            + self.starts.capacity() * t
-            + self.info.capacity() * 8
-            + self.levels.iter().map(|l| l.capacity() * t).sum::<usize>()
+            + self.as_list.capacity() * 4
+            + self.entries.capacity() * std::mem::size_of::<T::Entry>()
+            + self.buckets.capacity() * 4
     }
 }
 
@@ -208,25 +275,20 @@ fn flatten<T: Key>(nets: &[T], lens: &[u8]) -> (Vec<T>, Vec<u32>) {
     (starts, slots)
 }
 
-/// Builds the search-tree levels over interval starts (see [`PrefixTable::levels`]).
-fn search_levels<T: Key>(starts: &[T]) -> Vec<Vec<T>> {
-    let mut levels: Vec<Vec<T>> = Vec::new();
-    let mut next: Vec<T> = starts.iter().step_by(T::FANOUT).copied().collect();
-    loop {
-        let root = next.len() <= T::FANOUT;
-        let up = if root {
-            Vec::new()
-        } else {
-            next.iter().step_by(T::FANOUT).copied().collect()
-        };
-        levels.push(next);
-        if root {
-            break;
+/// Builds the top-16-bit index over interval entries.
+fn bucket_index<T: Key>(entries: &[T::Entry]) -> Vec<u32> {
+    let mut buckets = Vec::with_capacity(BUCKETS + 1);
+    let shift = u32::from(T::BITS) - 16;
+    let mut i = 0usize;
+    for b in 0..BUCKETS {
+        let bucket_start = (b as u128) << shift;
+        while i < entries.len() && T::start(entries[i]).to_u128() < bucket_start {
+            i += 1;
         }
-        next = up;
+        buckets.push(i as u32);
     }
-    levels.reverse();
-    levels
+    buckets.push(entries.len() as u32);
+    buckets
 }
 
 #[cfg(test)]
@@ -286,6 +348,46 @@ mod tests {
     fn empty_table() {
         let t = PrefixTable::<u32>::from_canonical(vec![], vec![], vec![]);
         assert_eq!(t.lookup(12345), None);
+    }
+
+    #[test]
+    fn matches_naive_scan_v6_crowded() {
+        // Many prefixes inside 2001::/16, as in real IPv6 data: a deep search tree.
+        let mut x: u64 = 0x0123_4567_89ab_cdef;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let base = 0x2001u128 << 112;
+        let mut set = std::collections::BTreeMap::new();
+        for _ in 0..5000 {
+            let len = (next() % 48) as u8 + 16;
+            let r = (u128::from(next()) << 48) & (u128::MAX >> 16);
+            let net = (base | r) & !host_mask::<u128>(len);
+            set.entry((net, len)).or_insert((next() % 1000) as u32);
+        }
+        let list: Vec<(u128, u8, u32)> = set.iter().map(|(&(n, l), &a)| (n, l, a)).collect();
+        let t = PrefixTable::<u128>::from_canonical(
+            list.iter().map(|x| x.0).collect(),
+            list.iter().map(|x| x.1).collect(),
+            list.iter().map(|x| x.2).collect(),
+        );
+        let naive = |ip: u128| {
+            list.iter()
+                .filter(|&&(n, l, _)| ip & !host_mask::<u128>(l) == n)
+                .max_by_key(|&&(_, l, _)| l)
+                .map(|&(_, l, a)| (l, a))
+        };
+        for k in 0..5000 {
+            let &(n, l, _) = &list[(next() % list.len() as u64) as usize];
+            let inside =
+                n | (((u128::from(next()) << 64) | u128::from(next())) & host_mask::<u128>(l));
+            for ip in [n, n | host_mask::<u128>(l), n.wrapping_sub(1), inside] {
+                assert_eq!(t.lookup(ip), naive(ip), "probe {k} {ip:#x}");
+            }
+        }
     }
 
     #[test]

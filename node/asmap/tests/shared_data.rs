@@ -144,6 +144,18 @@ fn whole_data_map_meets_size_goal() {
     assert!(m.heap_size() <= 100 << 20, "{} bytes", m.heap_size());
     assert_eq!(m.prefix_count_v4(), report.prefixes_v4);
     assert_eq!(m.edge_count(), report.edges);
+    // Every prefix's first and last address resolve to it or to a more specific prefix.
+    for r in m.routes().step_by(7) {
+        for probe in [r.prefix.network(), r.prefix.broadcast()] {
+            let hit = m.lookup(probe).expect("covered");
+            assert!(
+                r.prefix.contains(&hit.prefix) && hit.prefix.contains(&probe),
+                "{} {probe} -> {}",
+                r.prefix,
+                hit.prefix
+            );
+        }
+    }
     // MRT first, then the 2014 table, then the 2026 ranges.
     assert_eq!(m.lookup_asn(ip("1.0.0.1")), Some(15169));
     assert_eq!(m.lookup_asn(ip("9.9.9.9")), Some(19281));

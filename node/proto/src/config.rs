@@ -109,7 +109,7 @@ impl<P> Config<P> {
             control_per_s: 500.0,
             max_children: 300,
             parents: 3,
-            chunk_window: 16,
+            chunk_window: 8,
             hot_threshold: 2.5,
             defences: true,
             may_promote: true,

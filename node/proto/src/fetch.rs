@@ -9,6 +9,9 @@ use crate::peer::{Contact, PeerRef};
 use crate::proximity::{Proximity, SourceClass};
 use crate::rng::Rng;
 
+/// Consecutive failed or refused chunk requests after which a source is dropped.
+pub const MAX_CONSECUTIVE_FAILURES: u32 = 24;
+
 /// Identifies a fetch started by the driver.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct FetchId(pub u64);
@@ -266,8 +269,10 @@ impl<P: PeerRef> Fetch<P> {
                 s.failures += 1;
             }
             ChunkOutcome::Busy | ChunkOutcome::Failed => {
+                // Transient failures come in bursts of the window in flight: give up on a
+                // source only after more consecutive failures than that.
                 s.failures += 1;
-                if s.failures >= 3 {
+                if s.failures >= MAX_CONSECUTIVE_FAILURES {
                     self.sources.remove(peer);
                     self.release(peer);
                 }
