@@ -10,6 +10,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, multiaddr::Protocol};
 use nearcast_proto::content::Manifest;
 use nearcast_proto::node::RequestError;
@@ -402,7 +403,17 @@ impl Daemon {
                         continue;
                     };
                     if let Some(addr) = contact_addr(&from) {
-                        self.swarm.add_peer_address(from.peer.0, addr);
+                        self.swarm.add_peer_address(from.peer.0, addr.clone());
+                        // libp2p-stream dials without addresses: connect first ourselves.
+                        if !self.swarm.is_connected(&from.peer.0) {
+                            let opts = DialOpts::peer_id(from.peer.0)
+                                .addresses(vec![addr])
+                                .condition(PeerCondition::DisconnectedAndNotDialing)
+                                .build();
+                            if let Err(e) = self.swarm.dial(opts) {
+                                tracing::debug!(peer = %from.peer.0, error = %e, "dial for chunks");
+                            }
+                        }
                     }
                     let control = self.control.clone();
                     let store = self.store.clone();
@@ -560,6 +571,13 @@ impl Daemon {
                     self.bootstrap_warned = false;
                     tracing::info!(%peer_id, "seeder reachable again");
                 }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.node.peer_disconnected(now, &NetPeer(peer_id));
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "reachable from outside");

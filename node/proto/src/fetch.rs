@@ -286,6 +286,22 @@ impl<P: PeerRef> Fetch<P> {
         self.in_flight.retain(|_, (p, _)| p != peer);
     }
 
+    /// The connection to `peer` closed: its chunks in flight will not come.
+    pub fn peer_gone(&mut self, now: u64, peer: &P) {
+        let lost: Vec<u32> = self
+            .in_flight
+            .iter()
+            .filter(|(_, (p, _))| p == peer)
+            .map(|(i, _)| *i)
+            .collect();
+        for i in lost {
+            self.on_chunk(now, peer, i, ChunkOutcome::Failed);
+        }
+        if self.sources.get(peer).is_some_and(|s| !s.is_seeder) {
+            self.drop_source(peer);
+        }
+    }
+
     /// Removes a source entirely.
     pub fn drop_source(&mut self, peer: &P) {
         self.sources.remove(peer);

@@ -481,6 +481,23 @@ impl<P: PeerRef> Node<P> {
         self.banned.contains(peer)
     }
 
+    /// The driver lost every connection to `peer`: chunks in flight from it are given up at
+    /// once instead of at their timeout, and a peer source is dropped from running fetches.
+    pub fn peer_disconnected(&mut self, now: u64, peer: &P) {
+        let ids: Vec<FetchId> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.sources.contains_key(peer))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(f) = self.fetches.get_mut(&id) {
+                f.peer_gone(now, peer);
+            }
+            self.drive_fetch(now, id);
+        }
+    }
+
     /// Should an inbound chunk request be served? Counts the upload when it is.
     pub fn admit_chunk(
         &mut self,
