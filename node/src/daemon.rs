@@ -360,6 +360,9 @@ impl Daemon {
                     self.fetch_started.insert(fid, Instant::now());
                 }
             }
+            Command::Forget { object } => {
+                self.node.object_removed(object);
+            }
             Command::Status { reply } => {
                 let s = self.node.status();
                 let usage = self.store.usage();

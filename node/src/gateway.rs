@@ -21,6 +21,8 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Requests from the gateway to the daemon's event loop.
 pub enum Command {
+    /// The stored copy turned out damaged on read: forget it so the next fetch refetches.
+    Forget { object: ObjectId },
     Fetch {
         object: ObjectId,
         reply: oneshot::Sender<FetchReport>,
@@ -163,43 +165,9 @@ async fn get_object(
         Ok(o) => o,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad object id: {e}")),
     };
-    let (tx, rx) = oneshot::channel();
-    if st
-        .commands
-        .send(Command::Fetch { object, reply: tx })
-        .await
-        .is_err()
-    {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "daemon stopping");
-    }
-    match tokio::time::timeout(FETCH_TIMEOUT, rx).await {
-        Ok(Ok(FetchReport::Done { .. })) => {}
-        Ok(Ok(FetchReport::Failed(reason))) => {
-            return text(
-                StatusCode::NOT_FOUND,
-                format!("object {object} not found: {reason}"),
-            );
-        }
-        Ok(Err(_)) => return text(StatusCode::SERVICE_UNAVAILABLE, "daemon stopping"),
-        Err(_) => {
-            return text(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "object {object}: no complete copy within {}s",
-                    FETCH_TIMEOUT.as_secs()
-                ),
-            );
-        }
-    }
-    let store = st.store.clone();
-    let manifest = match tokio::task::spawn_blocking(move || store.manifest(&object)).await {
-        Ok(Ok(Some(m))) => m,
-        _ => {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "object vanished from the store",
-            );
-        }
+    let (manifest, whole) = match fetch_verified(&st, object).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
     };
     let size = manifest.size;
     let (status, start, end) = match parse_range(&headers, size) {
@@ -214,27 +182,23 @@ async fn get_object(
         }
     };
     let len = if size == 0 { 0 } else { end - start + 1 };
-    // Stream in pieces of at most one chunk; every piece is read verified from the store.
-    let piece = u64::from(manifest.chunk_size);
-    let store = st.store.clone();
-    let stream = futures::stream::unfold(start, move |pos| {
-        let store = store.clone();
-        async move {
-            if len == 0 || pos > end {
-                return None;
-            }
-            let n = (piece - pos % piece).min(end + 1 - pos);
-            let r = tokio::task::spawn_blocking(move || store.read_range(&object, pos, n)).await;
-            let item = match r {
-                Ok(Ok(data)) => Ok(Bytes::from(data)),
-                Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            };
-            let next = if item.is_ok() { pos + n } else { u64::MAX };
-            Some((item, next))
+    let body = match whole {
+        Some(data) => {
+            let piece = data
+                .get(start as usize..(start + len) as usize)
+                .unwrap_or_default();
+            Body::from(Bytes::copy_from_slice(piece))
         }
-    });
-    let mut resp = Response::new(Body::from_stream(stream));
+        None => stream_body(
+            st.store.clone(),
+            object,
+            manifest.chunk_size,
+            start,
+            end,
+            len,
+        ),
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     let media = HeaderValue::from_str(&manifest.media_type)
@@ -255,4 +219,99 @@ async fn get_object(
         h.insert(header::CONTENT_RANGE, v);
     }
     resp
+}
+
+/// Objects up to this size are read (and so verified) whole before the response starts, so a
+/// copy damaged on disk is refetched instead of breaking off mid-response.
+const WHOLE_READ_MAX: u64 = 16 * 1024 * 1024;
+
+/// Fetches `object` (or finds it stored) and, for small objects, reads it verified.
+async fn fetch_verified(
+    st: &GatewayState,
+    object: ObjectId,
+) -> Result<(nearcast_proto::Manifest, Option<Vec<u8>>), Response> {
+    for _attempt in 0..2 {
+        let (tx, rx) = oneshot::channel();
+        if st
+            .commands
+            .send(Command::Fetch { object, reply: tx })
+            .await
+            .is_err()
+        {
+            return Err(text(StatusCode::SERVICE_UNAVAILABLE, "daemon stopping"));
+        }
+        match tokio::time::timeout(FETCH_TIMEOUT, rx).await {
+            Ok(Ok(FetchReport::Done { .. })) => {}
+            Ok(Ok(FetchReport::Failed(reason))) => {
+                return Err(text(
+                    StatusCode::NOT_FOUND,
+                    format!("object {object} not found: {reason}"),
+                ));
+            }
+            Ok(Err(_)) => return Err(text(StatusCode::SERVICE_UNAVAILABLE, "daemon stopping")),
+            Err(_) => {
+                return Err(text(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "object {object}: no complete copy within {}s",
+                        FETCH_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+        }
+        let store = st.store.clone();
+        let manifest = match tokio::task::spawn_blocking(move || store.manifest(&object)).await {
+            Ok(Ok(Some(m))) => m,
+            _ => {
+                let _ = st.commands.send(Command::Forget { object }).await;
+                continue;
+            }
+        };
+        if manifest.size > WHOLE_READ_MAX {
+            return Ok((manifest, None));
+        }
+        let store = st.store.clone();
+        match tokio::task::spawn_blocking(move || store.read_object(&object)).await {
+            Ok(Ok(data)) => return Ok((manifest, Some(data))),
+            Ok(Err(e)) => {
+                tracing::warn!(%object, error = %e, "stored copy is damaged; fetching it again");
+                let _ = st.commands.send(Command::Forget { object }).await;
+            }
+            Err(_) => return Err(text(StatusCode::INTERNAL_SERVER_ERROR, "read task failed")),
+        }
+    }
+    Err(text(
+        StatusCode::BAD_GATEWAY,
+        format!("object {object}: the stored copy was damaged and could not be fetched again"),
+    ))
+}
+
+/// Streams a large object in pieces of at most one chunk, each read verified from the store.
+fn stream_body(
+    store: Arc<Store>,
+    object: ObjectId,
+    chunk_size: u32,
+    start: u64,
+    end: u64,
+    len: u64,
+) -> Body {
+    let piece = u64::from(chunk_size);
+    let stream = futures::stream::unfold(start, move |pos| {
+        let store = store.clone();
+        async move {
+            if len == 0 || pos > end {
+                return None;
+            }
+            let n = (piece - pos % piece).min(end + 1 - pos);
+            let r = tokio::task::spawn_blocking(move || store.read_range(&object, pos, n)).await;
+            let item = match r {
+                Ok(Ok(data)) => Ok(Bytes::from(data)),
+                Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let next = if item.is_ok() { pos + n } else { u64::MAX };
+            Some((item, next))
+        }
+    });
+    Body::from_stream(stream)
 }
