@@ -139,10 +139,10 @@ impl Catalogue {
 
     /// Draws the object of one request.
     pub fn sample(&self, rng: &mut ChaCha8Rng) -> u32 {
-        if let Some((n, share)) = self.flash {
-            if rng.random::<f64>() < share {
-                return n;
-            }
+        if let Some((n, share)) = self.flash
+            && rng.random::<f64>() < share
+        {
+            return n;
         }
         let k = self.zipf.sample(rng) as usize;
         self.ranks[k.clamp(1, self.ranks.len()) - 1]

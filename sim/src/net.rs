@@ -136,12 +136,8 @@ impl Topology {
         // ASes chosen by size (preferential attachment), so big ASes are the hubs.
         let mut neighbours: Vec<Vec<u32>> = vec![Vec::new(); n_as];
         let core = n_as.min(8);
-        for a in 0..core {
-            for b in 0..core {
-                if a != b {
-                    neighbours[a].push(b as u32);
-                }
-            }
+        for (a, list) in neighbours.iter_mut().enumerate().take(core) {
+            list.extend((0..core as u32).filter(|&b| b as usize != a));
         }
         for a in core..n_as {
             let local_total: f64 = cdf[a - 1];

@@ -56,6 +56,7 @@ pub fn load(dir: &str, n: usize) -> Result<Vec<RealAs>> {
         e.0 += u64::from(b - a) + 1;
         e.1.push((a, b));
     }
+    #[allow(clippy::type_complexity)]
     let mut all: Vec<(u64, u32, Vec<(u32, u32)>)> =
         by_as.into_iter().map(|(asn, (n, r))| (n, asn, r)).collect();
     all.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));

@@ -127,6 +127,10 @@ pub fn run(sc: &Scenario, seed: u64, show_progress: bool) -> Result<Outcome> {
         tracing::info!(baseline = name, wall_s = wall, events = ev, "baseline done");
         if std::env::var_os("NEARCAST_SIM_PROFILE").is_some() {
             eprintln!(
+                "{name}: seeder bytes of fetches held elsewhere inline/chunked-no-peer/chunked-mixed {:?}",
+                world.avoidable_seeder_bytes
+            );
+            eprintln!(
                 "{name}: events timer/req/resp/chunk/other/stale-timer {:?}",
                 world.event_counts
             );

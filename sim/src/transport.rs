@@ -257,10 +257,10 @@ impl World {
             return;
         }
         // Inline objects arrive inside their manifest: count their bytes by source.
-        if let Ok(Response::Manifest { bytes }) = &r.result {
-            if bytes.len() <= 4200 {
-                self.count_inline(r.to, r.from);
-            }
+        if let Ok(Response::Manifest { bytes }) = &r.result
+            && bytes.len() <= 4200
+        {
+            self.count_inline(r.to, r.from);
         }
         if let Some(node) = self.peers[r.to as usize].node.as_mut() {
             node.handle_response(now, r.id, r.result);
@@ -469,6 +469,7 @@ impl World {
             in_as_available,
             has_manifest: false,
             counted_fetching,
+            held_elsewhere: o.holders > 0,
         };
         let r = self.new_rec(rec);
         self.peers[peer as usize].fetches.push((fid.0, r));
@@ -512,6 +513,18 @@ impl World {
                     rec.bytes[SAME_PREFIX] + rec.bytes[SAME_AS] + rec.bytes[OTHER_AS];
             }
         };
+        if rec.held_elsewhere && rec.in_window {
+            let inline = size <= nearcast_proto::content::INLINE_MAX;
+            let peer = rec.bytes[SAME_PREFIX] + rec.bytes[SAME_AS] + rec.bytes[OTHER_AS];
+            let k = if inline {
+                0
+            } else if peer == 0 {
+                1
+            } else {
+                2
+            };
+            self.avoidable_seeder_bytes[k] += rec.bytes[SEEDER];
+        }
         apply(&mut self.win);
         if rec.in_window {
             apply(&mut self.total);

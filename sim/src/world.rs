@@ -85,6 +85,8 @@ pub struct FetchRec {
     pub in_as_available: bool,
     pub has_manifest: bool,
     pub counted_fetching: bool,
+    /// A live reachable peer held the object at request time.
+    pub held_elsewhere: bool,
 }
 
 /// DHT and overlay counters summed over nodes (including departed ones).
@@ -174,6 +176,9 @@ pub struct World {
     pub event_counts: [u64; 6],
     /// Requests by kind, for profiling.
     pub request_counts: [u64; 10],
+    /// Seeder bytes of completed fetches whose object a live peer held at request time:
+    /// [inline, chunked with no peer bytes, chunked with some peer bytes], for profiling.
+    pub avoidable_seeder_bytes: [u64; 3],
 }
 
 impl World {
@@ -232,6 +237,7 @@ impl World {
             next_request_f: T0 as f64,
             event_counts: [0; 6],
             request_counts: [0; 10],
+            avoidable_seeder_bytes: [0; 3],
         };
         w.q.now = T0;
         w.populate(places);

@@ -27,7 +27,12 @@ fn same_seed_same_summary_other_seed_differs() {
     let v: serde_json::Value = serde_json::from_str(&a).expect("valid json");
     for name in ["seeder_only", "random_swarm", "prefix_only", "nearcast"] {
         let b = &v["baselines"][name];
-        for key in ["fetch_success", "seeder_bytes", "compulsory_miss_bytes", "same_as_when_available"] {
+        for key in [
+            "fetch_success",
+            "seeder_bytes",
+            "compulsory_miss_bytes",
+            "same_as_when_available",
+        ] {
             assert!(b[key].is_number(), "{name}.{key} missing");
         }
         assert!(b["peer_bytes"]["same_as"].is_number());

@@ -6,7 +6,7 @@ use nearcast_sim::run::run;
 use nearcast_sim::scenario::Scenario;
 
 #[test]
-#[ignore = "seeder egress and same-AS share miss their targets with the current core; see docs/simulator.md"]
+#[ignore = "with the current core nearcast's seeder egress is 3-5x the bound and success ~0.997; see docs/simulator.md"]
 fn default_scenario_meets_targets() {
     let mut sc = Scenario::load("default").expect("built-in default");
     sc.peers = 3_000;
@@ -16,15 +16,26 @@ fn default_scenario_meets_targets() {
     let out = run(&sc, 1, false).expect("run");
     let n = &out.summary.baselines["nearcast"];
     let s = &out.summary.baselines["seeder_only"];
-    assert!(n.fetch_success >= 0.999, "fetch success {}", n.fetch_success);
+    assert!(
+        n.fetch_success >= 0.999,
+        "fetch success {}",
+        n.fetch_success
+    );
     assert!(
         (n.seeder_bytes as f64) <= 1.5 * n.compulsory_miss_bytes as f64,
         "seeder egress {} vs bound {}",
         n.seeder_bytes,
         n.compulsory_miss_bytes
     );
-    assert!(n.seeder_bytes * 4 < s.seeder_bytes, "not far below seeder-only");
-    assert!(n.same_as_when_available >= 0.9, "same AS when available {}", n.same_as_when_available);
+    assert!(
+        n.seeder_bytes * 4 < s.seeder_bytes,
+        "not far below seeder-only"
+    );
+    assert!(
+        n.same_as_when_available >= 0.9,
+        "same AS when available {}",
+        n.same_as_when_available
+    );
 }
 
 #[test]
@@ -38,7 +49,19 @@ fn nearcast_offloads_most_bytes_and_succeeds() {
     let n = &out.summary.baselines["nearcast"];
     let s = &out.summary.baselines["seeder_only"];
     assert!(n.fetch_success >= 0.99, "fetch success {}", n.fetch_success);
-    assert!(s.fetch_success >= 0.99, "seeder-only success {}", s.fetch_success);
-    assert!(n.seeder_bytes * 2 < s.seeder_bytes, "nearcast {} vs seeder-only {}", n.seeder_bytes, s.seeder_bytes);
-    assert_eq!(s.peer_bytes.same_as + s.peer_bytes.other_as + s.peer_bytes.same_prefix, 0);
+    assert!(
+        s.fetch_success >= 0.99,
+        "seeder-only success {}",
+        s.fetch_success
+    );
+    assert!(
+        n.seeder_bytes * 2 < s.seeder_bytes,
+        "nearcast {} vs seeder-only {}",
+        n.seeder_bytes,
+        s.seeder_bytes
+    );
+    assert_eq!(
+        s.peer_bytes.same_as + s.peer_bytes.other_as + s.peer_bytes.same_prefix,
+        0
+    );
 }

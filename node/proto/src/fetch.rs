@@ -155,7 +155,14 @@ impl<P: PeerRef> Fetch<P> {
             .sources
             .values()
             .filter(|s| !s.manifest_tried && (allow_seeders || !s.is_seeder))
-            .min_by_key(|s| (s.is_seeder, s.chunks.is_some(), s.proximity))?
+            .min_by_key(|s| {
+                (
+                    s.is_seeder,
+                    s.proximity.tier,
+                    s.chunks.is_some(),
+                    s.proximity,
+                )
+            })?
             .contact
             .peer
             .clone();
@@ -202,6 +209,13 @@ impl<P: PeerRef> Fetch<P> {
         let order: Vec<P> = order.into_iter().cloned().collect();
         let start = rng.below(n.max(1) as u64) as usize;
         for peer in order {
+            // A nearer source whose chunk map has not arrived yet may hold everything: wait
+            // for its map (refreshed at once) rather than hand its chunks to farther sources.
+            if self.sources.get(&peer).is_some_and(|s| {
+                s.chunks.as_ref().is_some_and(|m| m.is_empty()) && n > 0 && s.failures == 0
+            }) {
+                break;
+            }
             while let Some(s) = self.sources.get(&peer) {
                 if s.in_flight >= window {
                     break;

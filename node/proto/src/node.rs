@@ -340,8 +340,8 @@ impl<P: PeerRef> Node<P> {
         self.next_fetch += 1;
         self.hot.record(object, now);
         if self.holdings.contains(&object) {
-            let mut bytes = [0; 5];
-            bytes[SourceClass::Local.index()] = 1;
+            // All zero: the driver counts the stored size as `local`.
+            let bytes = [0; 5];
             self.outputs.push_back(Output::FetchDone {
                 fetch: id,
                 object,
@@ -1408,6 +1408,15 @@ impl<P: PeerRef> Node<P> {
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.rng.jitter(hb, 0.2).max(1);
             self.flush_have(now);
+            // A leaf still without two nearby supernodes asks a seeder again who serves near
+            // it: supernodes promoted after we attached are learnt this way.
+            if self.role == Role::Leaf && self.cfg.strategy != Strategy::SeederOnly {
+                let non_seeders = self.parents.keys().filter(|p| !self.is_seeder(p)).count();
+                if non_seeders < 2 {
+                    self.ask_seeder_for_supernodes();
+                }
+            }
+
             if self.role.is_server() {
                 self.start_lookup(now, self.cfg.own.peer.key(), LookupKind::Nodes, None);
             }
