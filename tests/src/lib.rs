@@ -440,6 +440,7 @@ impl Harness {
             listen: Vec::new(),
             gateway: None,
             http: None,
+            published: Mutex::new(Default::default()),
         };
         d.launch()?;
         Ok(d)
@@ -464,6 +465,21 @@ impl Harness {
                 format!("`nearcast-seeder add` printed {line:?}, not `ID  PATH`")
             })?;
             ids.push((id.trim().to_string(), path.trim().to_string()));
+        }
+        // The running seeder picks up what `add` wrote to its store; wait until it counts it.
+        let expected = {
+            let mut p = seeder.published.lock().unwrap_or_else(|e| e.into_inner());
+            p.extend(ids.iter().map(|(id, _)| id.clone()));
+            p.len() as u64
+        };
+        if seeder.http.is_some() && seeder.child.is_some() {
+            seeder
+                .wait_status(
+                    &format!("counting the {expected} published objects"),
+                    Duration::from_secs(15),
+                    |s| s.store_objects >= expected,
+                )
+                .context("the running seeder did not pick up `nearcast-seeder add`'s objects")?;
         }
         Ok(ids)
     }
@@ -538,6 +554,8 @@ pub struct Daemon {
     pub gateway: Option<String>,
     /// Seeders: `IP:PORT` of `--http`.
     pub http: Option<String>,
+    /// Seeders: ids published through the harness.
+    published: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Daemon {
@@ -1080,7 +1098,13 @@ pub fn http_get_digest(addr: &str, path: &str, timeout: Duration) -> Result<Body
         }
         ensure!(head.len() < 1 << 20, "response head too large");
     };
-    let parsed = parse_response(&head[..head_end])?;
+    let (status, headers) = parse_head(&head[..head_end])?;
+    let parsed = Response {
+        status,
+        headers,
+        body: Vec::new(),
+        ttfb: Duration::ZERO,
+    };
     let Some(len) = parsed
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok())
@@ -1180,15 +1204,9 @@ fn dechunk(mut b: &[u8]) -> Result<Option<(Vec<u8>, usize)>> {
     }
 }
 
-fn parse_response(buf: &[u8]) -> Result<Response> {
-    let head_end = find_header_end(buf).with_context(|| {
-        format!(
-            "incomplete response head ({} bytes): {:?}",
-            buf.len(),
-            String::from_utf8_lossy(&buf[..buf.len().min(200)])
-        )
-    })?;
-    let head = std::str::from_utf8(&buf[..head_end]).context("response head is not UTF-8")?;
+/// Status and lower-cased headers of a response head (ending with the empty line).
+fn parse_head(buf: &[u8]) -> Result<(u16, Vec<(String, String)>)> {
+    let head = std::str::from_utf8(buf).context("response head is not UTF-8")?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().context("empty response")?;
     let status: u16 = status_line
@@ -1203,6 +1221,18 @@ fn parse_response(buf: &[u8]) -> Result<Response> {
             .with_context(|| format!("bad header line {l:?}"))?;
         headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
+    Ok((status, headers))
+}
+
+fn parse_response(buf: &[u8]) -> Result<Response> {
+    let head_end = find_header_end(buf).with_context(|| {
+        format!(
+            "incomplete response head ({} bytes): {:?}",
+            buf.len(),
+            String::from_utf8_lossy(&buf[..buf.len().min(200)])
+        )
+    })?;
+    let (status, headers) = parse_head(&buf[..head_end])?;
     let rest = &buf[head_end..];
     let chunked = headers
         .iter()

@@ -1054,6 +1054,12 @@ impl<P: PeerRef> Node<P> {
 
     fn finish_fetch(&mut self, now: u64, fid: FetchId, f: Fetch<P>) {
         self.object_stored(f.object);
+        if self.role.is_server() {
+            // A supernode answers `Locate` for its own copies too.
+            let me = self.cfg.own.clone();
+            self.holders
+                .add(f.object, me, self.locality.own_asn(), true, u64::MAX);
+        }
         let first = f.first_byte_at.unwrap_or(now).saturating_sub(f.started);
         self.outputs.push_back(Output::FetchDone {
             fetch: fid,

@@ -219,11 +219,23 @@ fn pair(h: &Harness, o: &Opts) -> Result<Rows> {
     let want = obj.sha256();
     let size = obj.bytes.len();
     drop(obj);
-    let d = http_get_digest(
-        p.http_addr()?,
-        &format!("/o/{id}"),
-        Duration::from_secs(600),
-    )?;
+    // A just-published large object may take the seeder a moment to announce: retry 404s.
+    let published = Instant::now();
+    let d = loop {
+        let d = http_get_digest(
+            p.http_addr()?,
+            &format!("/o/{id}"),
+            Duration::from_secs(600),
+        )?;
+        if d.status != 404 || published.elapsed() > Duration::from_secs(60) {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let waited = published.elapsed().saturating_sub(d.total);
+    if waited > Duration::from_millis(100) {
+        eprintln!("   note: the peer answered 404 for {waited:?} after `add` returned");
+    }
     ensure!(
         d.status == 200 && d.sha256 == want,
         "wrong answer: {} {}",
