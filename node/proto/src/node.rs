@@ -1508,15 +1508,7 @@ impl<P: PeerRef> Node<P> {
         }
         for (_, c) in cands.into_iter().take(slots) {
             self.attaching.insert(c.peer.clone());
-            let me = self.cfg.own.clone();
-            self.send(
-                c,
-                Request::Attach {
-                    me,
-                    role: Role::Leaf,
-                },
-                Pending::Attach,
-            );
+            self.send_attach(c);
         }
         if slots > 0 {
             self.next_attach = now + self.backoff().max(self.cfg.timing.maintenance_ms);
@@ -1582,15 +1574,17 @@ impl<P: PeerRef> Node<P> {
         if s.peer == self.cfg.own.peer || !self.attaching.insert(s.peer.clone()) {
             return;
         }
+        self.send_attach(s);
+    }
+
+    /// Asks `to` to take us as a child leaf.
+    fn send_attach(&mut self, to: Contact<P>) {
         let me = self.cfg.own.clone();
-        self.send(
-            s,
-            Request::Attach {
-                me,
-                role: Role::Leaf,
-            },
-            Pending::Attach,
-        );
+        let request = Request::Attach {
+            me,
+            role: Role::Leaf,
+        };
+        self.send(to, request, Pending::Attach);
     }
 
     fn become_supernode(&mut self, now: u64) {
