@@ -1497,21 +1497,18 @@ impl Status {
 // Content
 // ---------------------------------------------------------------------------------------------
 
-/// A deterministic pseudo-random generator (SplitMix64).
+/// A deterministic pseudo-random generator: the protocol core's SplitMix64, with helpers for
+/// generating test content.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(nearcast_proto::rng::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+        Rng(nearcast_proto::rng::Rng::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `lo..=hi`.
