@@ -1661,11 +1661,6 @@ impl<P: PeerRef> Node<P> {
 
     // ----- plumbing -----
 
-    #[allow(dead_code)]
-    fn strategy(&self) -> Strategy {
-        self.cfg.strategy
-    }
-
     fn send(&mut self, to: Contact<P>, request: Request<P>, what: Pending) {
         let id = RequestId(self.next_request);
         self.next_request += 1;
