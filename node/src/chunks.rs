@@ -84,13 +84,15 @@ pub async fn fetch_chunk(
             return ChunkOutcome::Failed;
         }
     };
-    if let Err(e) = manifest.verify_chunk(index, &data) {
-        tracing::warn!(%peer, %object, index, error = %e, "peer sent a bad chunk; discarded");
-        return ChunkOutcome::Corrupt;
-    }
+    // The store verifies the chunk against the manifest (SHA-256) before anything is written:
+    // hashing it here as well would cost a second pass over every byte received.
     let len = data.len() as u64;
     match tokio::task::spawn_blocking(move || store.put_chunk(&object, index, &data)).await {
         Ok(Ok(())) => ChunkOutcome::Stored { bytes: len },
+        Ok(Err(e @ nearcast_store::StoreError::Rejected { .. })) => {
+            tracing::warn!(%peer, %object, index, error = %e, "peer sent a bad chunk; discarded");
+            ChunkOutcome::Corrupt
+        }
         Ok(Err(e)) => {
             tracing::warn!(%object, index, error = %e, "could not store a verified chunk");
             ChunkOutcome::Failed
