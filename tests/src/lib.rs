@@ -1555,15 +1555,6 @@ pub fn image(name: &str, seed: u64, size: usize) -> Object {
     }
 }
 
-/// An image of a random size in 2 KiB–2 MiB, skewed towards the small end like photo caches.
-pub fn random_image(name: &str, rng: &mut Rng) -> Object {
-    // log-uniform between 2 KiB and 2 MiB
-    let lo = (2.0f64 * 1024.0).ln();
-    let hi = (2.0f64 * 1024.0 * 1024.0).ln();
-    let size = (lo + rng.f64() * (hi - lo)).exp() as usize;
-    image(name, rng.next_u64(), size)
-}
-
 /// A text post of `size` bytes (0.3–5 KiB in practice), deterministic in `seed`.
 pub fn post(name: &str, seed: u64, size: usize) -> Object {
     const WORDS: &[&str] = &[

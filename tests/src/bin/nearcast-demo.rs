@@ -3,8 +3,12 @@
 //! images and posts, lets peers fetch them with Zipf-skewed popularity, and prints how many bytes
 //! came from where.
 //!
+//! The workload is the simulator's (`sim/src/catalogue.rs`): 40% posts of 0.3–5 KiB, images
+//! log-normal around 64 KiB (clipped to 2 KiB–2 MiB), requests by Zipf over a shuffled ranking.
+//! `--json FILE` writes the bytes by source for `tests/compare-sim-real.sh`.
+//!
 //! `cargo run --release -p nearcast-tests --bin nearcast-demo [-- --peers N --requests N
-//! --alpha A --seed S --keep-running]`
+//! --alpha A --seed S --json FILE --keep-running]`
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -15,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use nearcast_tests::*;
 
 const USAGE: &str = "usage: nearcast-demo [--peers N] [--requests N] [--alpha A] [--seed S] \
-[--objects N] [--rate PER_SECOND] [--time SECONDS] [--keep-running]";
+[--objects N] [--rate PER_SECOND] [--time SECONDS] [--json FILE] [--keep-running]";
 
 struct Opts {
     peers: usize,
@@ -25,6 +29,7 @@ struct Opts {
     seed: u64,
     time: Duration,
     rate: f64,
+    json: Option<std::path::PathBuf>,
     keep_running: bool,
 }
 
@@ -37,6 +42,7 @@ fn parse_opts() -> Result<Opts> {
         seed: 1,
         time: Duration::from_secs(60),
         rate: 10.0,
+        json: None,
         keep_running: false,
     };
     let mut args = std::env::args().skip(1);
@@ -64,6 +70,7 @@ fn parse_opts() -> Result<Opts> {
                     Duration::from_secs(val("--time")?.parse().context("--time: not a number")?)
             }
             "--rate" => o.rate = val("--rate")?.parse().context("--rate: not a number")?,
+            "--json" => o.json = Some(val("--json")?.into()),
             "--keep-running" => o.keep_running = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -108,6 +115,20 @@ impl Zipf {
         let u = rng.f64();
         self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)
     }
+}
+
+/// Share of posts in the catalogue, as in the simulator's default workload.
+const POST_SHARE: f64 = 0.4;
+
+/// An image size as the simulator draws it: log-normal around 64 KiB (σ 0.9), clipped to
+/// 2 KiB–2 MiB.
+fn image_size(rng: &mut Rng) -> usize {
+    // Box–Muller: one standard normal from two uniforms.
+    let u1 = rng.f64().max(f64::MIN_POSITIVE);
+    let u2 = rng.f64();
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    let size = ((64.0f64 * 1024.0).ln() + 0.9 * z).exp();
+    size.clamp(2.0 * 1024.0, 2.0 * 1024.0 * 1024.0) as usize
 }
 
 fn mib(b: f64) -> String {
@@ -196,14 +217,15 @@ fn run(h: &Harness, o: &Opts) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    // Content: images and posts, ~70/30.
+    // Content: the simulator's mix of posts and images.
     let mut rng = Rng::new(o.seed);
     let mut objects = Vec::new();
     for i in 0..o.objects {
-        if i % 10 < 7 {
-            objects.push(random_image(&format!("image-{i:03}.jpg"), &mut rng));
-        } else {
+        if rng.f64() < POST_SHARE {
             objects.push(random_post(&format!("post-{i:03}.txt"), &mut rng));
+        } else {
+            let size = image_size(&mut rng);
+            objects.push(image(&format!("image-{i:03}.jpg"), rng.next_u64(), size));
         }
     }
     let total: usize = objects.iter().map(|x| x.bytes.len()).sum();
@@ -388,6 +410,25 @@ fn run(h: &Harness, o: &Opts) -> Result<()> {
             .join(", ")
     );
     println!("demo finished in {:.1} s", started.elapsed().as_secs_f64());
+    if let Some(path) = &o.json {
+        let doc = serde_json::json!({
+            "peers": peers.len(),
+            "requests": results.len(),
+            "ok": ok,
+            "bytes": {
+                "local": sum.local,
+                "same_prefix": sum.same_prefix,
+                "same_as": sum.same_as,
+                "other_as": sum.other_as,
+                "seeder": sum.seeder,
+            },
+            "seeder_served": seeder_served,
+            "compulsory_miss_bytes": compulsory,
+        });
+        std::fs::write(path, format!("{doc:#}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("bytes by source written to {}", path.display());
+    }
 
     if o.keep_running {
         println!("\nthe network keeps running (Ctrl-C to stop). Gateways:");
