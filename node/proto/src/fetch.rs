@@ -11,6 +11,8 @@ use crate::rng::Rng;
 
 /// Consecutive failed or refused chunk requests after which a source is dropped.
 pub const MAX_CONSECUTIVE_FAILURES: u32 = 24;
+/// Chunks in flight from one seeder while peer sources of the object are known.
+pub const SEEDER_WINDOW_BESIDE_PEERS: u32 = 2;
 
 /// Identifies a fetch started by the driver.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -208,6 +210,7 @@ impl<P: PeerRef> Fetch<P> {
         });
         let order: Vec<P> = order.into_iter().cloned().collect();
         let start = rng.below(n.max(1) as u64) as usize;
+        let has_peer_sources = self.has_peer_sources();
         for peer in order {
             // A nearer source whose chunk map has not arrived yet may hold everything: wait
             // for its map (refreshed at once) rather than hand its chunks to farther sources.
@@ -217,7 +220,14 @@ impl<P: PeerRef> Fetch<P> {
                 break;
             }
             while let Some(s) = self.sources.get(&peer) {
-                if s.in_flight >= window {
+                // While peers share the object, a seeder only seeds: a narrow window leaves
+                // most chunks to the peers (who pass on what the seeder gave each of them).
+                let limit = if s.is_seeder && has_peer_sources {
+                    window.min(SEEDER_WINDOW_BESIDE_PEERS)
+                } else {
+                    window
+                };
+                if s.in_flight >= limit {
                     break;
                 }
                 let is_seeder = s.is_seeder;
