@@ -21,12 +21,13 @@ use nearcast_proto::{
 use nearcast_store::{Store, StoreOptions};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::asmap::{AsMapStatus, MapKeeper};
 use crate::chunks::{AdmitQuery, fetch_chunk, serve_chunks};
 use crate::gateway::{self, Command, FetchReport, StatusReport};
 use crate::metrics::Metrics;
 use crate::network::{Behaviour, BehaviourEvent, build_swarm, load_identity};
 use crate::peer::{NetPeer, contact_addr, parse_contact};
-use crate::settings::{Reachability, Settings, load_as_table};
+use crate::settings::{Reachability, Settings, load_local_map};
 
 /// A chunk transfer finished.
 struct ChunkDone {
@@ -50,7 +51,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Store::open_with(&settings.data.join("store"), options)
             .with_context(|| format!("cannot open the store in {}", settings.data.display()))?,
     );
-    let asmap = load_as_table(settings.as_table.as_deref())?;
+    let local_map = load_local_map(settings.as_table.as_deref(), settings.asmap.as_deref())?;
     let key = load_identity(&settings.data)?;
     let local_peer = key.public().to_peer_id();
     let mut swarm = build_swarm(key, 1024)?;
@@ -84,14 +85,34 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut cfg = Config::new(own, settings.role, seeders, rand_seed());
     cfg.timing.promote_after_ms = settings.promote_after.as_millis() as u64;
     cfg.upload_bytes_per_s = settings.upload_limit as f64;
+    cfg.follow_published_asmap = local_map.is_none();
+    cfg.timing.asmap_check_ms = settings.asmap_check.as_millis().max(1) as u64;
     if settings.role == Role::Seeder {
         cfg.upload_bytes_per_s = f64::MAX / 8.0;
         cfg.control_per_s = 20_000.0;
         cfg.max_children = 5_000;
     }
     let started = Instant::now();
-    let locality = Locality::new(asmap, own_ip);
+    let locality = Locality::new(Arc::new(nearcast_asmap::AsMap::empty()), own_ip);
     let mut node = Node::new(cfg, locality, 0);
+    // The proximity map comes before anything else: an explicit local file (a seeder also
+    // publishes it), else the last good map the seeders published.
+    let maps = MapKeeper::new(&settings.data);
+    match local_map {
+        Some(map) => {
+            let publish = if settings.role == Role::Seeder {
+                Some(
+                    maps.publish(&store, &map)
+                        .context("cannot publish the proximity map")?,
+                )
+            } else {
+                tracing::info!("local proximity map given: maps the seeders publish are ignored");
+                None
+            };
+            node.use_local_asmap(map, publish);
+        }
+        None => maps.restore(&store, &mut node),
+    }
     match settings.reachable {
         Reachability::Yes => node.set_reachable(true),
         Reachability::No => node.set_reachable(false),
@@ -149,6 +170,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         manifests: HashMap::new(),
         fetch_started: HashMap::new(),
         bootstrap_warned: false,
+        maps,
         reachable: settings.reachable,
         node_reachable: settings.reachable == Reachability::Yes,
     };
@@ -244,6 +266,7 @@ struct Daemon {
     manifests: HashMap<ObjectId, Arc<Manifest>>,
     fetch_started: HashMap<FetchId, Instant>,
     bootstrap_warned: bool,
+    maps: MapKeeper,
     reachable: Reachability,
     node_reachable: bool,
 }
@@ -377,6 +400,7 @@ impl Daemon {
                     store_bytes: usage.bytes,
                     store_objects: usage.objects,
                     store_budget: usage.budget,
+                    asmap: AsMapStatus::of(&self.node),
                 });
             }
         }
@@ -469,6 +493,13 @@ impl Daemon {
                 Output::RoleChanged { role } => {
                     tracing::info!(role = role.label(), "role changed");
                 }
+                Output::AsMapOffered { map } => {
+                    // An ordinary fetch: from peers or seeders, every chunk verified.
+                    let fid = self.node.start_fetch(self.now(), map.object);
+                    self.fetch_objects.insert(fid, map.object);
+                    self.fetch_started.insert(fid, Instant::now());
+                    self.maps.fetching(fid, map);
+                }
             }
         }
     }
@@ -511,6 +542,10 @@ impl Daemon {
                 FetchReport::Failed(e)
             }
         };
+        let ok = matches!(report, FetchReport::Done { .. });
+        let now = self.now();
+        self.maps
+            .fetch_ended(now, fetch, ok, &self.store, &mut self.node);
         for w in self.waiters.remove(&object).unwrap_or_default() {
             let _ = w.send(report.clone());
         }

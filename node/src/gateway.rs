@@ -52,6 +52,8 @@ pub struct StatusReport {
     pub store_bytes: u64,
     pub store_objects: usize,
     pub store_budget: Option<u64>,
+    /// The proximity map in use.
+    pub asmap: crate::asmap::AsMapStatus,
 }
 
 /// Shared by the handlers.
@@ -106,6 +108,7 @@ async fn get_status(State(st): State<GatewayState>) -> Response {
                 "known_supernodes": s.known_supernodes,
                 "routing_table": s.routing_table,
                 "store": {"bytes": s.store_bytes, "objects": s.store_objects, "budget": s.store_budget},
+                "asmap": s.asmap,
             });
             ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
         }

@@ -2,6 +2,7 @@
 //! and tokio, with the on-disk store and the HTTP gateway. Shared by the `nearcast` peer client
 //! and the `nearcast-seeder` origin daemon.
 
+pub mod asmap;
 pub mod chunks;
 pub mod client;
 pub mod codec;

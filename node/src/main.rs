@@ -41,8 +41,15 @@ enum Cmd {
         #[arg(long, default_value = "2GiB", value_parser = parse_size)]
         cache_size: u64,
         /// IP ranges to AS numbers: CSV rows first_ip,last_ip,asn[,org].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "asmap")]
         as_table: Option<PathBuf>,
+        /// A binary proximity map (from `nearcast-seeder asmap build`). Either local map wins
+        /// over the map the seeders publish; without one, the published map is used.
+        #[arg(long)]
+        asmap: Option<PathBuf>,
+        /// How often to ask the seeders for a newer published map.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        asmap_check: std::time::Duration,
         /// Uptime before this peer may serve as a supernode.
         #[arg(long, default_value = "10m", value_parser = parse_duration)]
         promote_after: std::time::Duration,
@@ -94,6 +101,8 @@ fn main() -> std::process::ExitCode {
                 gateway,
                 cache_size,
                 as_table,
+                asmap,
+                asmap_check,
                 promote_after,
                 reachable,
                 upload_limit,
@@ -107,6 +116,8 @@ fn main() -> std::process::ExitCode {
                     http: Some(gateway),
                     cache_size: Some(cache_size),
                     as_table,
+                    asmap,
+                    asmap_check,
                     promote_after,
                     reachable,
                     upload_limit,

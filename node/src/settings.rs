@@ -29,7 +29,12 @@ pub struct Settings {
     pub bootstrap: Vec<Multiaddr>,
     pub http: Option<SocketAddr>,
     pub cache_size: Option<u64>,
+    /// A local range CSV (`--as-table`): wins over maps the seeders publish.
     pub as_table: Option<PathBuf>,
+    /// A local binary map (`--asmap`, built by `nearcast-seeder asmap build`): likewise.
+    pub asmap: Option<PathBuf>,
+    /// How often to ask the seeders which map they publish (without a local map).
+    pub asmap_check: Duration,
     pub promote_after: Duration,
     pub reachable: Reachability,
     pub upload_limit: u64,
@@ -82,18 +87,37 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     })
 }
 
-/// Loads the proximity map: a `first_ip,last_ip,asn[,org]` CSV, or none.
-pub fn load_as_table(path: Option<&Path>) -> anyhow::Result<Arc<AsMap>> {
-    let Some(path) = path else {
-        tracing::info!("no AS table given: proximity by IP prefix only");
-        return Ok(Arc::new(AsMap::empty()));
+/// Loads an explicit local proximity map: a binary map file (`--asmap`) or a
+/// `first_ip,last_ip,asn[,org]` CSV (`--as-table`), or none. A CSV map is stamped with the
+/// file's modification time as its build time, so that the same file gives the same map (and,
+/// published by a seeder, the same object id) at every start.
+pub fn load_local_map(
+    as_table: Option<&Path>,
+    asmap: Option<&Path>,
+) -> anyhow::Result<Option<Arc<AsMap>>> {
+    if let Some(path) = asmap {
+        // The error names the file and the fault; the file error's source is not repeated.
+        let map = nearcast_asmap::load_map_file(path)
+            .map_err(|e| anyhow::anyhow!("cannot load proximity map {e}"))?;
+        tracing::info!(file = %path.display(), built = map.built(), prefixes = map.prefix_count(), "proximity map loaded");
+        return Ok(Some(Arc::new(map)));
+    }
+    let Some(path) = as_table else {
+        return Ok(None);
     };
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open AS table {}", path.display()))?;
+    let built = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
     let map = AsMap::from_ranges_csv(std::io::BufReader::new(file))
-        .with_context(|| format!("AS table {} is malformed", path.display()))?;
-    tracing::info!(file = %path.display(), "AS table loaded");
-    Ok(Arc::new(map))
+        .with_context(|| format!("AS table {} is malformed", path.display()))?
+        .with_built(built);
+    tracing::info!(file = %path.display(), prefixes = map.prefix_count(), "AS table loaded");
+    Ok(Some(Arc::new(map)))
 }
 
 #[cfg(test)]

@@ -36,9 +36,17 @@ enum Cmd {
         /// Address for /status and /metrics.
         #[arg(long)]
         http: Option<SocketAddr>,
-        /// IP ranges to AS numbers: CSV rows first_ip,last_ip,asn[,org].
-        #[arg(long)]
+        /// IP ranges to AS numbers: CSV rows first_ip,last_ip,asn[,org]. Used and published
+        /// (in the binary map format) like --asmap.
+        #[arg(long, conflicts_with = "asmap")]
         as_table: Option<PathBuf>,
+        /// The proximity map (from `asmap build`): used, and published to the peers as an
+        /// ordinary object.
+        #[arg(long)]
+        asmap: Option<PathBuf>,
+        /// Without a map of its own: how often to ask the other seeders for theirs.
+        #[arg(long, default_value = "10m", value_parser = nearcast::settings::parse_duration)]
+        asmap_check: Duration,
     },
     /// Publish files and directories (recursively); prints `ID  PATH` per file.
     Add {
@@ -85,6 +93,8 @@ fn main() -> std::process::ExitCode {
             peer_seeder,
             http,
             as_table,
+            asmap,
+            asmap_check,
         } => {
             let settings = Settings {
                 role: Role::Seeder,
@@ -94,6 +104,8 @@ fn main() -> std::process::ExitCode {
                 http,
                 cache_size: None,
                 as_table,
+                asmap,
+                asmap_check,
                 promote_after: Duration::ZERO,
                 reachable: Reachability::Yes,
                 upload_limit: u64::MAX,

@@ -55,6 +55,7 @@ fn request_size(r: &Request<u32>) -> u64 {
             Request::Detach => 1,
             Request::Have { added, removed } => 3 + 32 * (added.len() + removed.len()) as u64,
             Request::RegisterSupernode { .. } => CONTACT + 1,
+            Request::GetAsMap => 1,
         }
 }
 
@@ -71,7 +72,8 @@ pub fn request_kind(r: &Request<u32>) -> usize {
         Request::Locate { .. } => 6,
         Request::GetManifest { .. } => 7,
         Request::GetChunkMap { .. } => 8,
-        Request::RegisterSupernode { .. } => 9,
+        // Simulated nodes do not follow published maps, so `GetAsMap` is never sent.
+        Request::RegisterSupernode { .. } | Request::GetAsMap => 9,
     }
 }
 
@@ -89,6 +91,7 @@ fn response_size(r: &Response<u32>) -> u64 {
             Response::Manifest { bytes } => 3 + bytes.len() as u64,
             Response::ChunkMap { bits, .. } => 3 + bits.len() as u64,
             Response::Refused { reason } => 2 + reason.len() as u64,
+            Response::AsMap { .. } => 42,
         }
 }
 
@@ -156,7 +159,7 @@ impl World {
                 ..
             } => self.fetch_done(peer, fetch, bytes[LOCAL] > 0, first_byte_ms),
             Output::FetchFailed { fetch, .. } => self.fetch_failed(peer, fetch),
-            Output::Ban { .. } => {}
+            Output::Ban { .. } | Output::AsMapOffered { .. } => {}
             Output::RoleChanged { role } => {
                 let p = &mut self.peers[peer as usize];
                 let was = p.supernode;

@@ -357,7 +357,10 @@ pub fn build_sources(sources: &[Source], out: &Path) -> Result<BuildReport, File
         b.add(s)?;
     }
     let (map, mut report) = b.finish();
-    let bytes = map.to_bytes();
+    let built = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let bytes = map.with_built(built).to_bytes();
     write_map_file(out, &bytes)?;
     report.file_bytes = Some(bytes.len() as u64);
     report.output = Some(out.to_path_buf());

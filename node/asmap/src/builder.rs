@@ -202,7 +202,15 @@ impl AsMapBuilder {
             .map(|&e| (index((e >> 32) as u32), index(e as u32)))
             .collect();
         let graph = AsGraph::from_canonical(asns, &pairs);
-        (AsMap { v4, v6, graph }, stats)
+        (
+            AsMap {
+                v4,
+                v6,
+                graph,
+                built: 0,
+            },
+            stats,
+        )
     }
 }
 

@@ -10,11 +10,13 @@ pub enum AsMapError {
     #[error("not an asmap file (bad magic)")]
     BadMagic,
     /// The file's format version is not one this build reads.
-    #[error("unsupported asmap format version {found} (this build reads version {supported})")]
+    #[error(
+        "unsupported asmap format version {found} (this build reads versions 1 to {supported})"
+    )]
     UnsupportedVersion {
         /// Version found in the header.
         found: u32,
-        /// Version this build reads.
+        /// Newest version this build reads (it reads every version from 1).
         supported: u32,
     },
     /// The input ended before a complete header or value.

@@ -7,6 +7,8 @@
 //!   body length  u64 LE    bytes after the header
 //!   checksum     32 bytes  SHA-256 of the body
 //! body (all integers unsigned LEB128 varints unless noted)
+//!   built        u64 LE    (version 2 only) build time, seconds since the Unix epoch: the
+//!                          map's version, so that peers never go back to an older map
 //!   AS table     n (< 2^24), then n AS numbers: the first as is, then ascending deltas (>= 1)
 //!   IPv4         n, then n prefixes: network delta from the previous network (the first from
 //!                0), length (1 byte), AS index into the AS table; canonical order, i.e.
@@ -16,6 +18,9 @@
 //!                a as a delta from the previous a; b as a delta from the previous b when a
 //!                is unchanged, else as a delta from a (always >= 1)
 //! ```
+//!
+//! Version 1 files (no build time) are still read, with build time 0 (older than any built
+//! map); other versions are refused with [`AsMapError::UnsupportedVersion`].
 //!
 //! The decoder trusts nothing: it checks magic, version, length and checksum before parsing,
 //! checks every count against the bytes left before allocating, and checks order, ranges and
@@ -29,8 +34,10 @@ use crate::{AsMap, AsMapError};
 
 /// Magic bytes at the start of every map file.
 pub const MAGIC: &[u8; 8] = b"NCASMAP\0";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes (it also reads version 1).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Length of the fixed header.
 pub(crate) const HEADER_LEN: usize = 8 + 4 + 8 + 32;
 
@@ -53,8 +60,9 @@ fn put_varint(out: &mut Vec<u8>, mut v: u128) {
 pub(crate) fn encode(map: &AsMap) -> Vec<u8> {
     let g = &map.graph;
     let mut body = Vec::with_capacity(
-        16 + g.asns.len() * 3 + map.v4.len() * 6 + map.v6.len() * 12 + g.edge_count() * 4,
+        24 + g.asns.len() * 3 + map.v4.len() * 6 + map.v6.len() * 12 + g.edge_count() * 4,
     );
+    body.extend_from_slice(&map.built.to_le_bytes());
     put_varint(&mut body, g.asns.len() as u128);
     let mut prev = 0u32;
     for (i, &asn) in g.asns.iter().enumerate() {
@@ -183,7 +191,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<AsMap, AsMapError> {
     let mut word = [0u8; 4];
     word.copy_from_slice(header.take(4, "version")?);
     let version = u32::from_le_bytes(word);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(AsMapError::UnsupportedVersion {
             found: version,
             supported: FORMAT_VERSION,
@@ -208,6 +216,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<AsMap, AsMapError> {
         buf: body,
         pos: 0,
         base: HEADER_LEN,
+    };
+    let built = if version >= 2 {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(r.take(8, "build time")?);
+        u64::from_le_bytes(word)
+    } else {
+        0
     };
     let n_as = r.count(1, "AS")?;
     if n_as > MAX_TABLE_ASES {
@@ -282,6 +297,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<AsMap, AsMapError> {
         v4,
         v6,
         graph: AsGraph::from_canonical(asns, &edges),
+        built,
     })
 }
 

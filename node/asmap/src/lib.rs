@@ -48,7 +48,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 pub use builder::{AsMapBuilder, MergeStats, TableStats};
 pub use error::AsMapError;
-pub use format::FORMAT_VERSION;
+pub use format::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 #[cfg(feature = "fs")]
 pub use fs::{FileError, load_map_file, lookup_cli, write_map_file};
 
@@ -81,6 +81,8 @@ pub struct AsMap {
     pub(crate) v4: PrefixTable<u32>,
     pub(crate) v6: PrefixTable<u128>,
     pub(crate) graph: AsGraph,
+    /// Build time, seconds since the Unix epoch (0: unknown); orders published maps.
+    pub(crate) built: u64,
 }
 
 impl fmt::Debug for AsMap {
@@ -90,6 +92,7 @@ impl fmt::Debug for AsMap {
             .field("prefixes_v6", &self.v6.len())
             .field("ases", &self.graph.asns.len())
             .field("edges", &self.graph.edge_count())
+            .field("built", &self.built)
             .finish()
     }
 }
@@ -152,6 +155,19 @@ impl AsMap {
     /// AS distance between the origin ASes of two addresses; `None` if either has no route.
     pub fn ip_as_distance(&self, a: IpAddr, b: IpAddr) -> Option<u8> {
         Some(self.as_distance(self.lookup_asn(a)?, self.lookup_asn(b)?))
+    }
+
+    /// Build time in seconds since the Unix epoch (0 when unknown, e.g. a version 1 file or a
+    /// map read from a CSV). A newer map has a larger value: peers never replace a map with
+    /// one whose build time is not larger.
+    pub fn built(&self) -> u64 {
+        self.built
+    }
+
+    /// The same map stamped with build time `secs` (seconds since the Unix epoch).
+    pub fn with_built(mut self, secs: u64) -> AsMap {
+        self.built = secs;
+        self
     }
 
     /// Number of prefixes (IPv4 and IPv6).
@@ -242,6 +258,7 @@ impl AsMap {
             v4: self.v4,
             v6: self.v6,
             graph: AsGraph::from_canonical(asns, &pairs),
+            built: self.built,
         }
     }
 

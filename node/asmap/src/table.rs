@@ -2,11 +2,11 @@
 //!
 //! A [`PrefixTable`] owns a canonical prefix list (sorted by network then length, host bits zero,
 //! no duplicates) and a flattened view of it: the address space cut into non-overlapping
-//! intervals, each labelled with the most specific prefix that covers it (or none). Each interval
-//! is one packed entry (start address, then the covering prefix's length and AS index), so the
-//! entry that a search ends on already holds the answer. A lookup narrows the search with a
-//! 2^16-entry index on the top 16 address bits, then binary-searches the entries of that bucket:
-//! a handful of cache lines in all.
+//! intervals, each labelled with the most specific prefix that covers it (or none) by an info
+//! word (the covering prefix's length and AS index), so the interval a search ends on already
+//! holds the answer. Intervals are kept as flat sorted `u64` search keys (see [`Key`]), apart
+//! from the rest of an IPv6 interval, so a binary search reads 8 bytes per step. A lookup narrows the search with a 2^16-entry index on the top
+//! 16 address bits, then binary-searches that bucket: a handful of cache lines, no allocation.
 
 /// Slot value for an interval that no prefix covers.
 const NONE: u32 = u32::MAX;
@@ -19,31 +19,36 @@ const LEN_BITS: u32 = 8;
 pub(crate) const MAX_TABLE_ASES: usize = (1 << 24) - 1;
 
 /// An address as an unsigned integer: `u32` for IPv4, `u128` for IPv6.
+///
+/// Interval starts are searched as one `u64` key each, in a dense array of their own so that a
+/// binary search reads 8 bytes per step. An IPv4 key packs the start and the info word
+/// (`start << 32 | info`), so the key a search ends on holds the answer. An IPv6 key is the top
+/// 64 bits of the start; the low 64 bits and the info word sit in parallel arrays, the low bits
+/// consulted only when several intervals start inside the same /64.
 pub(crate) trait Key: Copy + Ord + Default + std::fmt::Debug {
     /// Address width in bits.
     const BITS: u8;
-    /// One interval: its start and a 32-bit info word, ordered by start first.
-    type Entry: Copy + Ord + Default + std::fmt::Debug;
+    /// True when the key packs the info word (IPv4); else starts have low bits and a separate
+    /// info word (IPv6).
+    const PACKED: bool;
     /// Widen to `u128`.
     fn to_u128(self) -> u128;
     /// Narrow from `u128` (the caller guarantees the value fits).
     fn from_u128(v: u128) -> Self;
     /// The top 16 bits, as a bucket index.
     fn bucket(self) -> usize;
-    /// Packs an interval.
-    fn entry(start: Self, info: u32) -> Self::Entry;
-    /// The largest entry starting at `ip`: entries `<=` it start at or below `ip`.
-    fn probe(ip: Self) -> Self::Entry;
-    /// The start of an entry.
-    fn start(e: Self::Entry) -> Self;
-    /// The info word of an entry.
-    fn info(e: Self::Entry) -> u32;
+    /// The search key of an interval starting at `start` with `info`.
+    fn key(start: Self, info: u32) -> u64;
+    /// The largest key of an interval starting at `ip`: keys `<=` it start at or below `ip`
+    /// (for IPv6, in `ip`'s /64 or below).
+    fn probe(ip: Self) -> u64;
+    /// The low bits of a start that its key leaves out (0 for IPv4).
+    fn lo(self) -> u64;
 }
 
 impl Key for u32 {
     const BITS: u8 = 32;
-    /// `start << 32 | info`.
-    type Entry = u64;
+    const PACKED: bool = true;
     #[inline]
     fn to_u128(self) -> u128 {
         u128::from(self)
@@ -57,7 +62,7 @@ impl Key for u32 {
         (self >> 16) as usize
     }
     #[inline]
-    fn entry(start: Self, info: u32) -> u64 {
+    fn key(start: Self, info: u32) -> u64 {
         (u64::from(start) << 32) | u64::from(info)
     }
     #[inline]
@@ -65,18 +70,14 @@ impl Key for u32 {
         (u64::from(ip) << 32) | u64::from(u32::MAX)
     }
     #[inline]
-    fn start(e: u64) -> Self {
-        (e >> 32) as u32
-    }
-    #[inline]
-    fn info(e: u64) -> u32 {
-        e as u32
+    fn lo(self) -> u64 {
+        0
     }
 }
 
 impl Key for u128 {
     const BITS: u8 = 128;
-    type Entry = (u128, u32);
+    const PACKED: bool = false;
     #[inline]
     fn to_u128(self) -> u128 {
         self
@@ -90,20 +91,16 @@ impl Key for u128 {
         (self >> 112) as usize
     }
     #[inline]
-    fn entry(start: Self, info: u32) -> (u128, u32) {
-        (start, info)
+    fn key(start: Self, _info: u32) -> u64 {
+        (start >> 64) as u64
     }
     #[inline]
-    fn probe(ip: Self) -> (u128, u32) {
-        (ip, u32::MAX)
+    fn probe(ip: Self) -> u64 {
+        (ip >> 64) as u64
     }
     #[inline]
-    fn start(e: (u128, u32)) -> Self {
-        e.0
-    }
-    #[inline]
-    fn info(e: (u128, u32)) -> u32 {
-        e.1
+    fn lo(self) -> u64 {
+        self as u64
     }
 }
 
@@ -130,10 +127,15 @@ pub(crate) struct PrefixTable<T: Key> {
     pub(crate) asns: Vec<u32>,
     /// Distinct origin ASes of this table, ascending; entries name them by index.
     as_list: Vec<u32>,
-    /// Intervals, ascending by start; the first starts at address 0. Info word:
-    /// `as_index << LEN_BITS | len`, or `NONE` where no prefix covers the interval.
-    entries: Vec<T::Entry>,
-    /// `buckets[b]` = first entry whose start is `>= b << (BITS - 16)`; `BUCKETS + 1` entries.
+    /// Interval search keys ([`Key::key`]), ascending; the first interval starts at 0.
+    keys: Vec<u64>,
+    /// IPv6: interval starts' low bits ([`Key::lo`]), parallel to `keys`; empty for IPv4.
+    los: Vec<u64>,
+    /// IPv6: interval info words, parallel to `keys` (IPv4 packs them into the keys). Info
+    /// word: `as_index << LEN_BITS | len`, or `NONE` where no prefix covers the interval.
+    infos: Vec<u32>,
+    /// `buckets[b]` = first interval whose start is `>= b << (BITS - 16)`; `BUCKETS + 1`
+    /// entries.
     buckets: Vec<u32>,
 }
 
@@ -153,32 +155,40 @@ impl<T: Key> PrefixTable<T> {
         as_list.sort_unstable();
         as_list.dedup();
         let (starts, slots) = flatten::<T>(&nets, &lens);
-        let entries: Vec<T::Entry> = starts
+        let infos: Vec<u32> = slots
             .iter()
-            .zip(&slots)
-            .map(|(&start, &slot)| {
-                let info = match slot {
-                    NONE => NONE,
-                    i => {
-                        let i = i as usize;
-                        match as_list.binary_search(&asns[i]) {
-                            Ok(a) if a < MAX_TABLE_ASES => {
-                                ((a as u32) << LEN_BITS) | u32::from(lens[i])
-                            }
-                            _ => NONE,
+            .map(|&slot| match slot {
+                NONE => NONE,
+                i => {
+                    let i = i as usize;
+                    match as_list.binary_search(&asns[i]) {
+                        Ok(a) if a < MAX_TABLE_ASES => {
+                            ((a as u32) << LEN_BITS) | u32::from(lens[i])
                         }
+                        _ => NONE,
                     }
-                };
-                T::entry(start, info)
+                }
             })
             .collect();
-        let buckets = bucket_index::<T>(&entries);
+        let buckets = bucket_index::<T>(&starts);
+        let keys = starts
+            .iter()
+            .zip(&infos)
+            .map(|(&s, &info)| T::key(s, info))
+            .collect();
+        let (los, infos) = if T::PACKED {
+            (Vec::new(), Vec::new())
+        } else {
+            (starts.iter().map(|s| s.lo()).collect(), infos)
+        };
         PrefixTable {
             nets,
             lens,
             asns,
             as_list,
-            entries,
+            keys,
+            los,
+            infos,
             buckets,
         }
     }
@@ -192,12 +202,27 @@ impl<T: Key> PrefixTable<T> {
     #[inline]
     pub(crate) fn lookup(&self, ip: T) -> Option<(u8, u32)> {
         let b = ip.bucket();
-        let lo = *self.buckets.get(b)? as usize;
-        let hi = *self.buckets.get(b + 1)? as usize;
+        let first = *self.buckets.get(b)? as usize;
+        let end = *self.buckets.get(b + 1)? as usize;
         let probe = T::probe(ip);
-        let k = self.entries.get(lo..hi)?.partition_point(|&e| e <= probe);
-        let i = (lo + k).checked_sub(1)?;
-        match T::info(*self.entries.get(i)?) {
+        let keys = self.keys.get(first..end)?;
+        // Intervals in `first..first + k` start at or below `probe`.
+        let mut k = keys.partition_point(|&h| h <= probe);
+        if !T::PACKED && k > 0 && keys[k - 1] == probe {
+            // Intervals starting inside `ip`'s /64: compare their low bits too.
+            let run = keys.partition_point(|&h| h < probe);
+            let los = self.los.get(first + run..first + k)?;
+            k = run + los.partition_point(|&l| l <= ip.lo());
+        }
+        // The interval holding `ip` is the last one starting at or below it (in an earlier
+        // bucket when none of this bucket's starts at or below `ip`).
+        let i = (first + k).checked_sub(1)?;
+        let info = if T::PACKED {
+            *self.keys.get(i)? as u32
+        } else {
+            *self.infos.get(i)?
+        };
+        match info {
             NONE => None,
             info => {
                 let asn = *self.as_list.get((info >> LEN_BITS) as usize)?;
@@ -208,7 +233,7 @@ impl<T: Key> PrefixTable<T> {
 
     /// Number of flattened intervals (for size estimates).
     pub(crate) fn interval_count(&self) -> usize {
-        self.entries.len()
+        self.keys.len()
     }
 
     /// Heap bytes held.
@@ -218,7 +243,9 @@ impl<T: Key> PrefixTable<T> {
             + self.lens.capacity()
             + self.asns.capacity() * 4
             + self.as_list.capacity() * 4
-            + self.entries.capacity() * std::mem::size_of::<T::Entry>()
+            + self.keys.capacity() * 8
+            + self.los.capacity() * 8
+            + self.infos.capacity() * 4
             + self.buckets.capacity() * 4
     }
 }
@@ -275,19 +302,19 @@ fn flatten<T: Key>(nets: &[T], lens: &[u8]) -> (Vec<T>, Vec<u32>) {
     (starts, slots)
 }
 
-/// Builds the top-16-bit index over interval entries.
-fn bucket_index<T: Key>(entries: &[T::Entry]) -> Vec<u32> {
+/// Builds the top-16-bit index over interval starts.
+fn bucket_index<T: Key>(starts: &[T]) -> Vec<u32> {
     let mut buckets = Vec::with_capacity(BUCKETS + 1);
     let shift = u32::from(T::BITS) - 16;
     let mut i = 0usize;
     for b in 0..BUCKETS {
         let bucket_start = (b as u128) << shift;
-        while i < entries.len() && T::start(entries[i]).to_u128() < bucket_start {
+        while i < starts.len() && starts[i].to_u128() < bucket_start {
             i += 1;
         }
         buckets.push(i as u32);
     }
-    buckets.push(entries.len() as u32);
+    buckets.push(starts.len() as u32);
     buckets
 }
 

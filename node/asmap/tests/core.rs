@@ -167,17 +167,46 @@ fn describe_lookup_text() {
 // ---- hostile input -------------------------------------------------------------------------
 
 /// Wraps a body in a valid header (so that the checks past the checksum are reached).
+/// Seals a hand-written version 1 body (no build time) with a valid header.
 fn seal(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(b"NCASMAP\0");
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(&Sha256::digest(body));
     out.extend_from_slice(body);
     out
 }
 
-const HEADER: usize = 52;
+/// Header and build time of a version 2 file: what follows is a version 1 body.
+const HEADER: usize = 52 + 8;
+
+#[test]
+fn build_time_orders_maps_and_version_1_still_reads() {
+    let m = fixture_map().with_built(1_764_000_000);
+    let bytes = m.to_bytes();
+    assert_eq!(&bytes[8..12], &FORMAT_VERSION.to_le_bytes());
+    let back = AsMap::from_bytes(&bytes).expect("decodes");
+    assert_eq!(back.built(), 1_764_000_000);
+    assert_eq!(back, m);
+    // The same content in a version 1 file: read, with build time 0.
+    let v1 = AsMap::from_bytes(&seal(&bytes[HEADER..])).expect("version 1 decodes");
+    assert_eq!(v1.built(), 0);
+    assert_eq!(v1.prefix_count(), m.prefix_count());
+    assert_eq!(v1.with_built(m.built()), m);
+    // A version 2 body cut inside its build time is refused.
+    let mut short = bytes[..52].to_vec();
+    short[12..20].copy_from_slice(&4u64.to_le_bytes());
+    short[20..52].copy_from_slice(&Sha256::digest([0u8; 4]));
+    short.extend_from_slice(&[0u8; 4]);
+    assert!(matches!(
+        AsMap::from_bytes(&short),
+        Err(AsMapError::Truncated {
+            what: "build time",
+            ..
+        })
+    ));
+}
 
 #[test]
 fn rejects_bad_header() {

@@ -29,6 +29,8 @@ pub struct Timing {
     pub provider_ttl_ms: u64,
     /// Half-life of request counts.
     pub hot_half_life_ms: u64,
+    /// A node that follows published proximity maps asks its seeders this often.
+    pub asmap_check_ms: u64,
 }
 
 impl Default for Timing {
@@ -46,6 +48,7 @@ impl Default for Timing {
             backoff_max_ms: 120_000,
             provider_ttl_ms: 60 * 60_000,
             hot_half_life_ms: 10 * 60_000,
+            asmap_check_ms: 10 * 60_000,
         }
     }
 }
@@ -94,6 +97,9 @@ pub struct Config<P> {
     /// Whether this peer may become a supernode at all.
     pub may_promote: bool,
     pub strategy: Strategy,
+    /// Ask the seeders for the proximity map they publish and install newer ones (see
+    /// `mapsync`). Off by default: the real node turns it on unless a local map is given.
+    pub follow_published_asmap: bool,
 }
 
 impl<P> Config<P> {
@@ -114,6 +120,7 @@ impl<P> Config<P> {
             defences: true,
             may_promote: true,
             strategy: Strategy::Nearcast,
+            follow_published_asmap: false,
         }
     }
 }

@@ -85,6 +85,17 @@ pub enum Request<P> {
     GetChunkMap { me: Contact<P>, object: ObjectId },
     /// A supernode tells a seeder it serves (so seeders can point leaves to it).
     RegisterSupernode { me: Contact<P> },
+    /// Which proximity map do you publish? (Answered with [`Response::AsMap`]; only answers
+    /// from configured seeders are followed.)
+    GetAsMap,
+}
+
+/// A published proximity map: the object holding it and its build time (seconds since the
+/// Unix epoch), which orders maps: a node never replaces a map with one not built later.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Encode, Decode)]
+pub struct AsMapRef {
+    pub object: ObjectId,
+    pub built: u64,
 }
 
 /// Control responses.
@@ -120,6 +131,10 @@ pub enum Response<P> {
         bits: Vec<u8>,
     },
     NotFound,
+    /// The proximity map the responder publishes or uses, if any.
+    AsMap {
+        current: Option<AsMapRef>,
+    },
     /// The request made no sense (for example a role it does not have).
     Refused {
         reason: String,

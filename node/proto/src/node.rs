@@ -5,6 +5,9 @@
 //! when [`Node::handle_timeout`] must be called next.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use nearcast_asmap::AsMap;
 
 use crate::admission::{RateMeter, TokenBucket};
 use crate::config::{Config, Strategy};
@@ -14,7 +17,8 @@ use crate::fetch::{ChunkOutcome, Fetch, FetchError, FetchId, unpack_bits};
 use crate::holders::HolderIndex;
 use crate::hot::HotSet;
 use crate::key::Key;
-use crate::message::{Holder, MAX_CONTACTS, MAX_HAVE, Request, Response, Role};
+use crate::mapsync::{MapRejected, MapSync};
+use crate::message::{AsMapRef, Holder, MAX_CONTACTS, MAX_HAVE, Request, Response, Role};
 use crate::peer::{Contact, PeerRef};
 use crate::proximity::Ranking;
 use crate::proximity::{Locality, Proximity, SourceClass};
@@ -77,6 +81,12 @@ pub enum Output<P> {
     RoleChanged {
         role: Role,
     },
+    /// A configured seeder announced a proximity map newer than ours: fetch `map.object`
+    /// (an ordinary fetch), decode it and report with [`Node::install_asmap`] or
+    /// [`Node::asmap_failed`].
+    AsMapOffered {
+        map: AsMapRef,
+    },
 }
 
 /// Whether to serve an inbound chunk request.
@@ -123,6 +133,7 @@ enum Pending {
     Locate(FetchId),
     Manifest(FetchId),
     ChunkMap(FetchId),
+    AsMap,
     Other,
 }
 
@@ -180,6 +191,7 @@ pub struct Node<P: PeerRef> {
     promote_asked: bool,
     banned: BTreeSet<P>,
     stats: NodeStats,
+    maps: MapSync,
 }
 
 impl<P: PeerRef> Node<P> {
@@ -231,6 +243,7 @@ impl<P: PeerRef> Node<P> {
             promote_asked: false,
             banned: BTreeSet::new(),
             stats: NodeStats::default(),
+            maps: MapSync::new(cfg.follow_published_asmap),
             cfg,
         };
         let seeders = node.cfg.seeders.clone();
@@ -302,6 +315,56 @@ impl<P: PeerRef> Node<P> {
     /// A new proximity map (or our own address changed).
     pub fn set_locality(&mut self, locality: Locality) {
         self.locality = locality.with_ranking(ranking_for(self.cfg.strategy));
+    }
+
+    /// The proximity-map distribution state (source, map in use, fetch in progress).
+    pub fn asmap(&self) -> &MapSync {
+        &self.maps
+    }
+
+    /// Uses an explicit local map (a `--as-table` or `--asmap` file): it wins over published
+    /// maps, which are ignored from now on. A seeder passes `publish`, the id under which it
+    /// publishes this map, so that it announces it.
+    pub fn use_local_asmap(&mut self, map: Arc<AsMap>, publish: Option<AsMapRef>) {
+        self.maps.set_local(publish);
+        self.swap_map(map);
+    }
+
+    /// A published map, fetched (or reloaded from the driver's store at start) and decoded:
+    /// installs it atomically if it may replace the map in use (it must be newer). On
+    /// refusal the map in use stays and the id is not offered again.
+    pub fn install_asmap(
+        &mut self,
+        object: ObjectId,
+        map: Arc<AsMap>,
+    ) -> Result<AsMapRef, MapRejected> {
+        let r = AsMapRef {
+            object,
+            built: map.built(),
+        };
+        if let Err(e) = self.maps.check_install(object, r.built) {
+            if !matches!(e, MapRejected::LocalMap) {
+                self.maps.failed(object, true);
+            }
+            return Err(e);
+        }
+        self.maps.installed(r);
+        self.swap_map(map);
+        Ok(r)
+    }
+
+    /// The offered map could not be used: `permanent` when it is not a valid map (it is never
+    /// fetched again), else (the fetch failed) it is asked for again within a minute.
+    pub fn asmap_failed(&mut self, now: u64, object: ObjectId, permanent: bool) {
+        self.maps.failed(object, permanent);
+        if !permanent {
+            self.maps.next_check = self.maps.next_check.min(now + 60_000);
+        }
+    }
+
+    fn swap_map(&mut self, map: Arc<AsMap>) {
+        let own_ip = self.locality.own_ip();
+        self.set_locality(Locality::new(map, own_ip));
     }
 
     /// Reachability from outside, as established by the driver (AutoNAT in the real node).
@@ -680,6 +743,9 @@ impl<P: PeerRef> Node<P> {
                 self.supernodes.insert(me.peer.clone(), (me, until));
                 Response::Ack
             }
+            Request::GetAsMap => Response::AsMap {
+                current: self.maps.current(),
+            },
         }
     }
 
@@ -892,6 +958,15 @@ impl<P: PeerRef> Node<P> {
                     _ => f.drop_source(&peer),
                 }
                 self.drive_fetch(now, fid);
+            }
+            Pending::AsMap => {
+                // Only the configured seeders say which map to use, never a peer's claim.
+                if let Ok(Response::AsMap { current: Some(map) }) = result
+                    && self.is_seeder(&peer)
+                    && self.maps.on_announce(map)
+                {
+                    self.outputs.push_back(Output::AsMapOffered { map });
+                }
             }
             Pending::Other => {
                 if result.is_err() {
@@ -1401,6 +1476,20 @@ impl<P: PeerRef> Node<P> {
         }
         self.holders.expire(now);
         self.providers.expire(now);
+        if self.maps.follows() && now >= self.maps.next_check {
+            self.maps.next_check =
+                now + self.rng.jitter(self.cfg.timing.asmap_check_ms, 0.2).max(1);
+            let seeders: Vec<Contact<P>> = self
+                .cfg
+                .seeders
+                .iter()
+                .filter(|s| s.peer != self.cfg.own.peer && !self.banned.contains(&s.peer))
+                .cloned()
+                .collect();
+            for s in seeders {
+                self.send(s, Request::GetAsMap, Pending::AsMap);
+            }
+        }
         match self.role {
             Role::Leaf => {
                 if self.cfg.strategy != Strategy::SeederOnly {

@@ -143,7 +143,7 @@ impl Net {
                 Output::FetchFailed { fetch, error, .. } => {
                     self.done.insert((i, fetch), Err(error.to_string()));
                 }
-                Output::Ban { .. } | Output::RoleChanged { .. } => {}
+                Output::Ban { .. } | Output::RoleChanged { .. } | Output::AsMapOffered { .. } => {}
             }
         }
     }
