@@ -173,3 +173,81 @@ fn decode(store: &Store, object: &ObjectId) -> Result<AsMap, String> {
     let bytes = store.read_object(object).map_err(|e| e.to_string())?;
     AsMap::from_bytes(&bytes).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p::PeerId;
+    use nearcast_proto::{Config, Contact, Locality, MapSource, Role};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    const CSV: &str = "127.1.0.0,127.1.0.255,64501\n127.2.0.0,127.2.255.255,64502\n";
+
+    fn node() -> Node<NetPeer> {
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 1, 0, 9));
+        let seeder = Contact::new(NetPeer(PeerId::random()), ip, 4000);
+        let own = Contact::new(NetPeer(PeerId::random()), ip, 4001);
+        let mut cfg = Config::new(own, Role::Leaf, vec![seeder], 1);
+        cfg.follow_published_asmap = true;
+        Node::new(cfg, Locality::new(Arc::new(AsMap::empty()), ip), 0)
+    }
+
+    fn map(built: u64) -> AsMap {
+        AsMap::from_ranges_csv(CSV.as_bytes())
+            .expect("table")
+            .with_built(built)
+    }
+
+    #[test]
+    fn installs_keeps_restores_and_rejects_a_corrupt_map() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store"), None).expect("store");
+        let mut keeper = MapKeeper::new(dir.path());
+        let mut n = node();
+
+        // A good map arrives: installed, pinned, its id recorded.
+        let good = store
+            .add_bytes(&map(100).to_bytes(), MEDIA_TYPE)
+            .expect("add");
+        store.unpin(&good).expect("unpin");
+        let offer = AsMapRef {
+            object: good,
+            built: 100,
+        };
+        keeper.fetching(FetchId(1), offer);
+        keeper.fetch_ended(10, FetchId(1), true, &store, &mut n);
+        assert_eq!(n.asmap().current(), Some(offer));
+        assert_eq!(n.locality().own_asn(), Some(64501));
+        assert!(store.is_pinned(&good));
+        let recorded = std::fs::read_to_string(dir.path().join(ID_FILE)).expect("id file");
+        assert_eq!(recorded.trim(), good.to_string());
+
+        // A newer "map" that is not one (a flipped byte breaks its checksum): rejected, removed,
+        // the old map kept and still recorded.
+        let mut bytes = map(200).to_bytes();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let bad = store.add_bytes(&bytes, MEDIA_TYPE).expect("add");
+        store.unpin(&bad).expect("unpin");
+        keeper.fetching(
+            FetchId(2),
+            AsMapRef {
+                object: bad,
+                built: 200,
+            },
+        );
+        keeper.fetch_ended(20, FetchId(2), true, &store, &mut n);
+        assert_eq!(n.asmap().current(), Some(offer), "old map kept");
+        assert_eq!(n.locality().own_asn(), Some(64501));
+        assert!(!store.contains(&bad), "the bad object is dropped");
+        let recorded = std::fs::read_to_string(dir.path().join(ID_FILE)).expect("id file");
+        assert_eq!(recorded.trim(), good.to_string());
+
+        // After a restart the recorded map is back before anything else.
+        let mut fresh = node();
+        keeper.restore(&store, &mut fresh);
+        assert_eq!(fresh.asmap().source(), MapSource::Published);
+        assert_eq!(fresh.asmap().current(), Some(offer));
+        assert_eq!(fresh.locality().map().prefix_count(), 2);
+    }
+}
