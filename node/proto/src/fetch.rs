@@ -54,6 +54,8 @@ pub struct Source<P> {
     pub failures: u32,
     pub manifest_tried: bool,
     pub map_pending: bool,
+    /// Chunks this source delivered.
+    pub delivered: u32,
 }
 
 impl<P> Source<P> {
@@ -142,6 +144,7 @@ impl<P: PeerRef> Fetch<P> {
                 failures: 0,
                 manifest_tried: false,
                 map_pending: false,
+                delivered: 0,
             },
         );
     }
@@ -277,6 +280,7 @@ impl<P: PeerRef> Fetch<P> {
                     self.first_byte_at.get_or_insert(now);
                 }
                 s.failures = 0;
+                s.delivered += 1;
             }
             ChunkOutcome::Corrupt => {
                 self.sources.remove(peer);
@@ -294,9 +298,15 @@ impl<P: PeerRef> Fetch<P> {
             }
             ChunkOutcome::Busy | ChunkOutcome::Failed => {
                 // Transient failures come in bursts of the window in flight: give up on a
-                // source only after more consecutive failures than that.
+                // source only after more consecutive failures than that. A peer none of whose
+                // requests in flight got through is unreachable (gone, or its address is
+                // stale), and so is one that never delivered: drop it at once rather than
+                // retry it, one timeout at a time.
                 s.failures += 1;
-                if s.failures >= MAX_CONSECUTIVE_FAILURES {
+                let unreachable = outcome == ChunkOutcome::Failed
+                    && !s.is_seeder
+                    && (s.in_flight == 0 || s.delivered == 0);
+                if unreachable || s.failures >= MAX_CONSECUTIVE_FAILURES {
                     self.sources.remove(peer);
                     self.release(peer);
                 }

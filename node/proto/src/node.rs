@@ -651,8 +651,15 @@ impl<P: PeerRef> Node<P> {
                         reason: "provider must be the sender".into(),
                     };
                 }
-                self.providers
-                    .add(object, provider, now + self.cfg.timing.provider_ttl_ms);
+                if self.role == Role::Seeder {
+                    // A holder telling the object's seeder: the index of last resort.
+                    let asn = self.locality.asn_of(provider.ip);
+                    let until = now + self.seeder_index_ttl();
+                    self.holders.add(object, provider, asn, true, until);
+                } else {
+                    self.providers
+                        .add(object, provider, now + self.cfg.timing.provider_ttl_ms);
+                }
                 Response::Ack
             }
             Request::Attach { me, role } => self.on_attach(now, from, me, role),
@@ -704,7 +711,13 @@ impl<P: PeerRef> Node<P> {
                 if self.role.is_server() {
                     // The requester will hold it soon: point later requesters near it there.
                     let asn = self.locality.asn_of(me.ip);
-                    let ttl = self.cfg.timing.provider_ttl_ms / 4;
+                    // Seeders are the index of last resort for objects no neighbourhood
+                    // holds: they remember fetchers for as long as caches keep objects.
+                    let ttl = if self.role == Role::Seeder {
+                        self.seeder_index_ttl()
+                    } else {
+                        self.cfg.timing.provider_ttl_ms / 4
+                    };
                     self.holders.add(object, me, asn, false, now + ttl);
                 }
                 Response::Located { holders }
@@ -1144,9 +1157,47 @@ impl<P: PeerRef> Node<P> {
         });
         // Tell the parents right away so neighbours find the copy.
         self.flush_have(now);
+        self.tell_seeder(f.object);
         if self.hot.is_hot(&f.object, now) {
             self.announce(now, f.object);
         }
+    }
+
+    /// How long a seeder keeps a holder it was told of: about as long as caches keep objects
+    /// (a peer that comes back with its cache is a holder again).
+    fn seeder_index_ttl(&self) -> u64 {
+        self.cfg.timing.provider_ttl_ms * 4
+    }
+
+    /// Tells the object's first seeder that we hold it, so that fetchers in other
+    /// neighbourhoods, whose supernodes do not index us, find our copy before a seeder serves
+    /// them. One request per completed fetch; a seeder parent already learns it from `Have`.
+    fn tell_seeder(&mut self, object: ObjectId) {
+        if self.role == Role::Seeder
+            || self.cfg.own.port == 0
+            || matches!(
+                self.cfg.strategy,
+                Strategy::SeederOnly | Strategy::RandomSwarm
+            )
+        {
+            return;
+        }
+        let all: Vec<&P> = self.cfg.seeders.iter().map(|c| &c.peer).collect();
+        let Some(first) = seeders_for(&object, all, 1).into_iter().next().cloned() else {
+            return;
+        };
+        if self.parents.contains_key(&first) || self.banned.contains(&first) {
+            return;
+        }
+        let Some(to) = self.cfg.seeders.iter().find(|c| c.peer == first).cloned() else {
+            return;
+        };
+        let provider = self.cfg.own.clone();
+        self.send(
+            to,
+            Request::AddProvider { object, provider },
+            Pending::Other,
+        );
     }
 
     fn announce(&mut self, now: u64, object: ObjectId) {
