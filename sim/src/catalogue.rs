@@ -81,7 +81,7 @@ pub fn manifest_of(n: u32, size: u32) -> Manifest {
 impl Catalogue {
     /// A catalogue of `live` objects ranked at random.
     pub fn new(cfg: &Workload, live: usize, rng: &mut ChaCha8Rng) -> Catalogue {
-        let live = live.max(1000);
+        let live = live.max(cfg.min_objects.max(1) as usize);
         let zipf = Zipf::new(live as f64, cfg.zipf_alpha)
             .unwrap_or_else(|_| Zipf::new(live as f64, 0.8).expect("valid zipf parameters"));
         let sizes = LogNormal::new((64.0f64 * 1024.0).ln(), 0.9).expect("valid lognormal");

@@ -62,7 +62,8 @@ impl Topology {
         seeders: u32,
         rng: &mut ChaCha8Rng,
     ) -> Result<(Topology, Vec<Place>)> {
-        let n_as = ((peers as f64 / cfg.peers_per_as).ceil() as usize).max(20);
+        let n_as =
+            ((peers as f64 / cfg.peers_per_as).ceil() as usize).max(cfg.min_ases.max(1) as usize);
         // AS sizes and their address blocks: real (from data) or generated.
         let blocks: Vec<Vec<(u32, u8)>>;
         let asns: Vec<u32>;

@@ -48,6 +48,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "corrupt-peers",
         include_str!("../scenarios/corrupt-peers.toml"),
     ),
+    ("compare-30", include_str!("../scenarios/compare-30.toml")),
 ];
 
 /// A complete scenario. Every field has a default, so a file only says what differs.
@@ -94,8 +95,9 @@ impl Default for Scenario {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Network {
-    /// Number of ASes is `peers / peers_per_as` (at least 20).
+    /// Number of ASes is `peers / peers_per_as`, at least `min_ases`.
     pub peers_per_as: f64,
+    pub min_ases: u32,
     /// Zipf exponent of peers per AS (1.3: the top 10 ASes hold about 65% of peers).
     pub as_zipf: f64,
     /// Peers per /24 prefix inside an AS (prefixes per AS follow).
@@ -127,6 +129,7 @@ impl Default for Network {
     fn default() -> Self {
         Network {
             peers_per_as: 100.0,
+            min_ases: 20,
             as_zipf: 1.3,
             peers_per_prefix: 128,
             as_links: 2,
@@ -183,8 +186,9 @@ pub struct Workload {
     pub start_hour: f64,
     /// Zipf exponent of popularity over the live catalogue.
     pub zipf_alpha: f64,
-    /// Live catalogue size is `peers * objects_per_peer` (at least 1,000).
+    /// Live catalogue size is `peers * objects_per_peer`, at least `min_objects`.
     pub objects_per_peer: f64,
+    pub min_objects: u32,
     /// New objects per minute per 1,000 peers; each enters at a rank skewed to the top
     /// (position = n·u^rank_skew) and pushes older ones down: popularity decays with age.
     pub new_per_min_per_1k: f64,
@@ -205,6 +209,7 @@ impl Default for Workload {
             start_hour: 12.0,
             zipf_alpha: 0.8,
             objects_per_peer: 0.5,
+            min_objects: 1000,
             new_per_min_per_1k: 1.0,
             rank_skew: 3.0,
             post_share: 0.4,

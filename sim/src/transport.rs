@@ -157,7 +157,11 @@ impl World {
                 bytes,
                 first_byte_ms,
                 ..
-            } => self.fetch_done(peer, fetch, bytes[LOCAL] > 0, first_byte_ms),
+            } => {
+                // The core reports no bytes for an object it already held.
+                let local = bytes.iter().all(|b| *b == 0);
+                self.fetch_done(peer, fetch, local, first_byte_ms)
+            }
             Output::FetchFailed { fetch, .. } => self.fetch_failed(peer, fetch),
             Output::Ban { .. } | Output::AsMapOffered { .. } => {}
             Output::RoleChanged { role } => {
