@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use ipnet::{IpNet, Ipv4Net};
 use nearcast_asmap::{AsMap, AsMapBuilder};
+use nearcast_proto::proximity::Locality;
 use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -49,6 +50,8 @@ pub struct Topology {
     /// Prefix network (as u32) and length, and its AS.
     pub prefixes: Vec<(u32, u8, u32)>,
     pub map: Arc<AsMap>,
+    /// A view of `map` every peer's `Locality` is derived from (they share its AS-distance cache).
+    pub locality: Locality,
     /// ASes that host seeders (a data-centre AS each).
     pub seeder_ases: Vec<u32>,
 }
@@ -193,12 +196,15 @@ impl Topology {
             }
         }
         let (map, _) = b.finish();
+        let map = Arc::new(map);
+        let locality = Locality::new(map.clone(), std::net::IpAddr::from([0, 0, 0, 0]));
         let topo = Topology {
             asns,
             as_peers,
             neighbours,
             prefixes,
-            map: Arc::new(map),
+            map,
+            locality,
             seeder_ases,
         };
         Ok((topo, places))

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use nearcast_proto::{Config, Contact, Locality, Node, Role, Timing};
+use nearcast_proto::{Config, Contact, Node, Role, Timing};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -236,7 +236,7 @@ impl World {
             cfg.control_per_s = pr.control_per_s;
             cfg.max_children = pr.max_children;
         }
-        let locality = Locality::new(self.topo.map.clone(), ip);
+        let locality = self.topo.locality.for_ip(ip);
         let mut node = Node::new(cfg, locality, now.saturating_sub(age_ms));
         node.set_reachable(!p.nat);
         node

@@ -154,12 +154,17 @@ impl<P: PeerRef> Lookup<P> {
 /// Provider records held by a DHT server, bounded in keys and providers per key.
 pub struct ProviderStore<P> {
     records: BTreeMap<ObjectId, Vec<(Contact<P>, u64)>>,
+    next_sweep: u64,
 }
+
+/// Expired records are swept at most this often (reads skip them anyway).
+const SWEEP_EVERY_MS: u64 = 60_000;
 
 impl<P: PeerRef> Default for ProviderStore<P> {
     fn default() -> Self {
         ProviderStore {
             records: BTreeMap::new(),
+            next_sweep: 0,
         }
     }
 }
@@ -196,7 +201,12 @@ impl<P: PeerRef> ProviderStore<P> {
     }
 
     /// Drops expired records.
+    /// Drops expired records (a full sweep, at most once per `SWEEP_EVERY_MS`).
     pub fn expire(&mut self, now: u64) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_EVERY_MS;
         self.records.retain(|_, l| {
             l.retain(|e| e.1 > now);
             !l.is_empty()

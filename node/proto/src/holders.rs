@@ -15,6 +15,8 @@ pub const MAX_HOLDERS_PER_OBJECT: usize = 48;
 pub const MAX_RECENT_PER_AS: usize = 4;
 /// Objects indexed at most.
 pub const MAX_OBJECTS: usize = 200_000;
+/// Expired entries are swept at most this often (reads skip them anyway).
+const SWEEP_EVERY_MS: u64 = 60_000;
 
 #[derive(Clone, Debug)]
 struct Entry<P> {
@@ -28,12 +30,14 @@ struct Entry<P> {
 /// object → holders near this server.
 pub struct HolderIndex<P> {
     objects: BTreeMap<ObjectId, Vec<Entry<P>>>,
+    next_sweep: u64,
 }
 
 impl<P: PeerRef> Default for HolderIndex<P> {
     fn default() -> Self {
         HolderIndex {
             objects: BTreeMap::new(),
+            next_sweep: 0,
         }
     }
 }
@@ -139,8 +143,12 @@ impl<P: PeerRef> HolderIndex<P> {
             .collect()
     }
 
-    /// Drops expired recent fetchers.
+    /// Drops expired recent fetchers (a full sweep, at most once per `SWEEP_EVERY_MS`).
     pub fn expire(&mut self, now: u64) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_EVERY_MS;
         self.objects.retain(|_, l| {
             l.retain(|e| e.until > now);
             !l.is_empty()

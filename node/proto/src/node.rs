@@ -26,6 +26,9 @@ use crate::rendezvous::seeders_for;
 use crate::rng::Rng;
 use crate::routing::RoutingTable;
 
+/// A server's DHT self-lookup runs every this many heartbeat periods.
+const SELF_LOOKUP_EVERY: u64 = 10;
+
 /// Identifies an outgoing request; the driver reports its outcome with the same id.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct RequestId(pub u64);
@@ -186,6 +189,8 @@ pub struct Node<P: PeerRef> {
     served_rate: RateMeter,
     next_maintenance: u64,
     next_heartbeat: u64,
+    /// Heartbeat periods so far (the DHT self-lookup runs every `SELF_LOOKUP_EVERY`).
+    heartbeats: u64,
     few_children_since: Option<u64>,
     promote_at: Option<u64>,
     promote_asked: bool,
@@ -238,6 +243,7 @@ impl<P: PeerRef> Node<P> {
             served_rate: RateMeter::default(),
             next_maintenance: first,
             next_heartbeat: first,
+            heartbeats: 0,
             few_children_since: None,
             promote_at: None,
             promote_asked: false,
@@ -1155,8 +1161,8 @@ impl<P: PeerRef> Node<P> {
             bytes: f.bytes,
             first_byte_ms: first,
         });
-        // Tell the parents right away so neighbours find the copy.
-        self.flush_have(now);
+        // The parents already index us as a fetcher of it (from our `Locate`); the next
+        // heartbeat's `Have` marks the copy complete. The object's seeder hears of it now.
         self.tell_seeder(f.object);
         if self.hot.is_hot(&f.object, now) {
             self.announce(now, f.object);
@@ -1563,7 +1569,10 @@ impl<P: PeerRef> Node<P> {
                 }
             }
 
-            if self.role.is_server() {
+            // Kademlia-style bucket refresh: a server's routing table is fed by every request
+            // it serves, so a self-lookup every few minutes is enough.
+            self.heartbeats += 1;
+            if self.role.is_server() && self.heartbeats % SELF_LOOKUP_EVERY == 0 {
                 self.start_lookup(now, self.cfg.own.peer.key(), LookupKind::Nodes, None);
             }
             for object in self.hot.hot(now) {

@@ -4,8 +4,9 @@
 //! Locality is used to choose whom to fetch from and which supernodes to attach to, never to
 //! shape the DHT routing table (that must stay diverse).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bincode::{Decode, Encode};
 use nearcast_asmap::AsMap;
@@ -88,11 +89,38 @@ pub enum Ranking {
     Blind,
 }
 
+/// AS pairs remembered at most; the cache is simply cleared when full.
+const MAX_CACHED_DISTANCES: usize = 1 << 20;
+
+/// AS distances already computed (a breadth-first search each), shared by every `Locality`
+/// derived from the same map. Only looked up, never iterated, so its hashing order is moot.
+#[derive(Default)]
+struct DistanceCache(Mutex<HashMap<(u32, u32), u8>>);
+
+impl DistanceCache {
+    fn get(&self, map: &AsMap, a: u32, b: u32) -> u8 {
+        let key = if a <= b { (a, b) } else { (b, a) };
+        let Ok(mut cache) = self.0.lock() else {
+            return map.as_distance(a, b);
+        };
+        if let Some(d) = cache.get(&key) {
+            return *d;
+        }
+        let d = map.as_distance(a, b);
+        if cache.len() >= MAX_CACHED_DISTANCES {
+            cache.clear();
+        }
+        cache.insert(key, d);
+        d
+    }
+}
+
 /// This peer's view of the network map, cheap to clone and swapped whole when a new map arrives.
 #[derive(Clone)]
 pub struct Locality {
     ranking: Ranking,
     map: Arc<AsMap>,
+    distances: Arc<DistanceCache>,
     own_ip: IpAddr,
     own_asn: Option<u32>,
     own_prefix: Option<ipnet::IpNet>,
@@ -100,14 +128,25 @@ pub struct Locality {
 
 impl Locality {
     pub fn new(map: Arc<AsMap>, own_ip: IpAddr) -> Self {
+        Self::with_cache(map, Arc::default(), own_ip)
+    }
+
+    fn with_cache(map: Arc<AsMap>, distances: Arc<DistanceCache>, own_ip: IpAddr) -> Self {
         let route = map.lookup(own_ip);
         Locality {
             ranking: Ranking::Full,
             own_asn: route.as_ref().map(|r| r.asn),
             own_prefix: route.map(|r| r.prefix),
             map,
+            distances,
             own_ip,
         }
+    }
+
+    /// The view of another peer at `own_ip` on the same map, sharing this view's cache of AS
+    /// distances (the simulator builds one per simulated peer).
+    pub fn for_ip(&self, own_ip: IpAddr) -> Self {
+        Self::with_cache(self.map.clone(), self.distances.clone(), own_ip)
     }
 
     /// The same view, ranking with `ranking`.
@@ -189,7 +228,7 @@ impl Locality {
                 } else if asn_a == rb.asn {
                     1
                 } else {
-                    1 + self.map.as_distance(asn_a, rb.asn)
+                    1 + self.distances.get(&self.map, asn_a, rb.asn)
                 }
             }
             // No map entry: fall back to the IP prefix alone.
