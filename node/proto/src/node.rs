@@ -1572,7 +1572,7 @@ impl<P: PeerRef> Node<P> {
             // Kademlia-style bucket refresh: a server's routing table is fed by every request
             // it serves, so a self-lookup every few minutes is enough.
             self.heartbeats += 1;
-            if self.role.is_server() && self.heartbeats % SELF_LOOKUP_EVERY == 0 {
+            if self.role.is_server() && self.heartbeats.is_multiple_of(SELF_LOOKUP_EVERY) {
                 self.start_lookup(now, self.cfg.own.peer.key(), LookupKind::Nodes, None);
             }
             for object in self.hot.hot(now) {
