@@ -298,14 +298,15 @@ impl<P: PeerRef> Fetch<P> {
             }
             ChunkOutcome::Busy | ChunkOutcome::Failed => {
                 // Transient failures come in bursts of the window in flight: give up on a
-                // source only after more consecutive failures than that. A peer none of whose
-                // requests in flight got through is unreachable (gone, or its address is
-                // stale), and so is one that never delivered: drop it at once rather than
-                // retry it, one timeout at a time.
+                // source only after more consecutive failures than that. A peer that never
+                // delivered a chunk and whose every request in flight failed is unreachable
+                // (gone, or its address is stale): drop it at once rather than retry it, one
+                // timeout at a time.
                 s.failures += 1;
                 let unreachable = outcome == ChunkOutcome::Failed
                     && !s.is_seeder
-                    && (s.in_flight == 0 || s.delivered == 0);
+                    && s.in_flight == 0
+                    && s.delivered == 0;
                 if unreachable || s.failures >= MAX_CONSECUTIVE_FAILURES {
                     self.sources.remove(peer);
                     self.release(peer);
