@@ -2,8 +2,9 @@
 # Simulator against reality: one small scenario (one seeder, 30 peers, three ASes, the
 # simulator's workload mix) run as a real loopback network of nearcast processes
 # (`nearcast-demo`) and in `nearcast-sim` (`sim/scenarios/compare-30.toml`, the same protocol
-# core), then the shares of fetched bytes by source compared. Exits 1 if any share differs by
-# more than 10 percentage points.
+# core), then the shares of fetched bytes by source compared. Exits 1 if a share of the bytes
+# that came from the network (own AS, other AS, seeder) differs by more than 10 percentage
+# points; the share served from the peers' own stores is printed too.
 #
 #   tests/compare-sim-real.sh [OUT_DIR]      (default: compare-out)
 set -euo pipefail
@@ -25,23 +26,32 @@ import json, sys
 real = json.load(open(sys.argv[1]))["bytes"]
 sim = json.load(open(sys.argv[2]))["baselines"]["nearcast"]["bytes_by_source"]
 
-def shares(b):
+def shares(b, with_local):
     classes = {
-        "local": b["local"],
         "own AS (same prefix + same AS)": b["same_prefix"] + b["same_as"],
         "other AS": b["other_as"],
         "seeder": b["seeder"],
     }
+    if with_local:
+        classes = {"local": b["local"], **classes}
     total = sum(classes.values()) or 1
     return {k: v / total for k, v in classes.items()}
 
-r, s = shares(real), shares(sim)
-worst = 0.0
-print(f"\n{'source':<32} {'real':>8} {'sim':>8} {'diff (pp)':>10}")
-for k in r:
-    d = 100 * (s[k] - r[k])
-    worst = max(worst, abs(d))
-    print(f"{k:<32} {100 * r[k]:>7.1f}% {100 * s[k]:>7.1f}% {d:>+10.1f}")
+def table(title, with_local):
+    r, s = shares(real, with_local), shares(sim, with_local)
+    worst = 0.0
+    print(f"\n{title}\n{'source':<32} {'real':>8} {'sim':>8} {'diff (pp)':>10}")
+    for k in r:
+        d = 100 * (s[k] - r[k])
+        worst = max(worst, abs(d))
+        print(f"{k:<32} {100 * r[k]:>7.1f}% {100 * s[k]:>7.1f}% {d:>+10.1f}")
+    return worst
+
+# The local share follows the workload (the same peer asking again), and with 200 objects it
+# swings with the sizes each side drew for the top ranks; the protocol decides where the bytes
+# from the network come from, so that is what must agree.
+table("all fetched bytes (for information)", True)
+worst = table("bytes from the network (checked)", False)
 print(f"largest difference: {worst:.1f} percentage points (limit 10)")
 sys.exit(0 if worst <= 10 else 1)
 PY
