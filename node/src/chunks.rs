@@ -30,7 +30,8 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<64>()
 }
 
-/// Fetches chunk `index` of `object` from `peer`, verifies it against `manifest` and stores it.
+/// Fetches chunk `index` of `object` from `peer` (exactly the length `manifest` gives) and hands
+/// it to the store, which verifies it against the manifest before writing it.
 pub async fn fetch_chunk(
     mut control: libp2p_stream::Control,
     store: Arc<Store>,

@@ -200,7 +200,6 @@ impl<P: PeerRef> ProviderStore<P> {
             .unwrap_or_default()
     }
 
-    /// Drops expired records.
     /// Drops expired records (a full sweep, at most once per `SWEEP_EVERY_MS`).
     pub fn expire(&mut self, now: u64) {
         if now < self.next_sweep {
