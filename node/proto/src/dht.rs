@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::content::ObjectId;
-use crate::key::Key;
+use crate::key::{Distance, Key};
 use crate::peer::{Contact, PeerRef};
 
 /// Parallel requests per lookup.
@@ -41,7 +41,7 @@ pub enum LookupKind {
 pub struct Lookup<P> {
     pub target: Key,
     pub kind: LookupKind,
-    candidates: Vec<([u8; 32], Contact<P>, Ask)>,
+    candidates: Vec<(Distance, Contact<P>, Ask)>,
     pub providers: Vec<Contact<P>>,
     pub hops: u32,
     pub started: u64,

@@ -20,29 +20,36 @@ impl Key {
     }
 
     /// XOR distance, comparable as a big-endian number.
-    pub fn distance(&self, other: &Key) -> [u8; 32] {
-        let mut d = [0u8; 32];
-        for (i, byte) in d.iter_mut().enumerate() {
-            *byte = self.0[i] ^ other.0[i];
+    pub fn distance(&self, other: &Key) -> Distance {
+        let mut d = [0u64; 4];
+        for (i, word) in d.iter_mut().enumerate() {
+            let at = 8 * i;
+            let a = u64::from_be_bytes(self.0[at..at + 8].try_into().unwrap_or_default());
+            let b = u64::from_be_bytes(other.0[at..at + 8].try_into().unwrap_or_default());
+            *word = a ^ b;
         }
-        d
+        Distance(d)
     }
 
     /// Index of the k-bucket `other` falls in (0 = farthest half), or None for the key itself.
     pub fn bucket_index(&self, other: &Key) -> Option<usize> {
         let d = self.distance(other);
         let mut zeros = 0usize;
-        for byte in d {
-            if byte == 0 {
-                zeros += 8;
+        for word in d.0 {
+            if word == 0 {
+                zeros += 64;
             } else {
-                zeros += byte.leading_zeros() as usize;
+                zeros += word.leading_zeros() as usize;
                 return Some(zeros);
             }
         }
         None
     }
 }
+
+/// XOR distance between two keys as four big-endian words: compares as the 256-bit number.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Distance(pub [u64; 4]);
 
 #[cfg(test)]
 mod tests {

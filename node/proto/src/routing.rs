@@ -2,7 +2,7 @@
 //!
 //! Deliberately locality-blind: a diverse table is what makes eclipse attacks hard.
 
-use crate::key::Key;
+use crate::key::{Distance, Key};
 use crate::peer::{Contact, PeerRef};
 
 /// Bucket size.
@@ -78,7 +78,7 @@ impl<P: PeerRef> RoutingTable<P> {
 
     /// The `n` known contacts closest to `target`.
     pub fn closest(&self, target: &Key, n: usize) -> Vec<Contact<P>> {
-        let mut all: Vec<(&Entry<P>, [u8; 32])> = self
+        let mut all: Vec<(&Entry<P>, Distance)> = self
             .buckets
             .iter()
             .flatten()
@@ -126,14 +126,16 @@ mod tests {
             t.insert(c(i), 0);
         }
         assert!(t.len() <= 256 * K && t.len() > 20);
-        let target = 77u32.key();
+        // A peer the table kept: the closest contact to its own key is itself.
+        let kept = t.stale(u64::MAX)[7].peer;
+        let target = kept.key();
         let got = t.closest(&target, 5);
-        assert_eq!(got[0].peer, 77);
+        assert_eq!(got[0].peer, kept);
         for w in got.windows(2) {
             assert!(target.distance(&w[0].peer.key()) <= target.distance(&w[1].peer.key()));
         }
-        t.failed(&77);
-        t.failed(&77);
-        assert_ne!(t.closest(&target, 1)[0].peer, 77);
+        t.failed(&kept);
+        t.failed(&kept);
+        assert_ne!(t.closest(&target, 1)[0].peer, kept);
     }
 }
