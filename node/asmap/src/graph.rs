@@ -140,6 +140,38 @@ impl AsGraph {
     }
 }
 
+impl AsGraph {
+    /// Hop counts from AS index `from` to every AS index, capped at [`MAX_AS_DISTANCE`]: one
+    /// breadth-first search, for callers that rank many ASes against the same one.
+    pub(crate) fn distances_from(&self, from: u32) -> Vec<u8> {
+        let mut dist = vec![MAX_AS_DISTANCE; self.asns.len()];
+        let Some(d) = dist.get_mut(from as usize) else {
+            return dist;
+        };
+        *d = 0;
+        let mut frontier = vec![from];
+        let mut next = Vec::new();
+        let mut depth = 0u8;
+        while !frontier.is_empty() && depth + 1 < MAX_AS_DISTANCE {
+            depth += 1;
+            for &v in &frontier {
+                for &w in self.neighbours(v) {
+                    if let Some(d) = dist.get_mut(w as usize)
+                        && *d == MAX_AS_DISTANCE
+                        && w != from
+                    {
+                        *d = depth;
+                        next.push(w);
+                    }
+                }
+            }
+            frontier.clear();
+            std::mem::swap(&mut frontier, &mut next);
+        }
+        dist
+    }
+}
+
 /// One side of the bidirectional search.
 struct Side {
     depth: u32,
@@ -218,6 +250,17 @@ mod tests {
         assert_eq!(g.distance(70, 20), 3);
         assert_eq!(g.distance(70, 30), MAX_AS_DISTANCE);
         assert_eq!(g.distance(10, 12345), MAX_AS_DISTANCE);
+    }
+
+    #[test]
+    fn one_search_from_an_as_agrees_with_each_pair() {
+        let g = graph();
+        for (i, &a) in g.asns.iter().enumerate() {
+            let row = g.distances_from(i as u32);
+            for (j, &b) in g.asns.iter().enumerate() {
+                assert_eq!(row[j], g.distance(a, b), "{a} to {b}");
+            }
+        }
     }
 
     #[test]

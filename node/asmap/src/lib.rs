@@ -152,6 +152,21 @@ impl AsMap {
         self.graph.distance(a, b)
     }
 
+    /// Position of `asn` among [`AsMap::ases`], if known: the index into
+    /// [`AsMap::distances_from`]'s answer.
+    pub fn as_index(&self, asn: u32) -> Option<u32> {
+        self.graph.index(asn)
+    }
+
+    /// [`AsMap::as_distance`] from `asn` to every known AS, by [`AsMap::as_index`]; all
+    /// [`MAX_AS_DISTANCE`] when `asn` is unknown. One breadth-first search.
+    pub fn distances_from(&self, asn: u32) -> Vec<u8> {
+        match self.graph.index(asn) {
+            Some(i) => self.graph.distances_from(i),
+            None => vec![MAX_AS_DISTANCE; self.graph.asns.len()],
+        }
+    }
+
     /// AS distance between the origin ASes of two addresses; `None` if either has no route.
     pub fn ip_as_distance(&self, a: IpAddr, b: IpAddr) -> Option<u8> {
         Some(self.as_distance(self.lookup_asn(a)?, self.lookup_asn(b)?))

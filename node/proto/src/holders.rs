@@ -121,11 +121,12 @@ impl<P: PeerRef> HolderIndex<P> {
         let Some(list) = self.objects.get(object) else {
             return Vec::new();
         };
+        let from_requester = locality.seen_from(requester.ip);
         let mut ranked: Vec<_> = list
             .iter()
             .filter(|e| e.until > now && e.contact.peer != requester.peer)
             .map(|e| {
-                let p = locality.proximity_of(requester.ip, e.contact.ip);
+                let p = from_requester.proximity(e.contact.ip, None);
                 ((p.tier, !e.complete, p.prefix_gap), e)
             })
             .collect();

@@ -845,17 +845,15 @@ impl<P: PeerRef> Node<P> {
     /// Supernodes near `near` (or us), for redirects and attach answers.
     fn alternatives_for(&self, near: Option<&Contact<P>>) -> Vec<Contact<P>> {
         let ip = near.map(|c| c.ip).unwrap_or(self.cfg.own.ip);
+        let from = self.locality.seen_from(ip);
         let mut list: Vec<(Proximity, Contact<P>)> = self
             .supernodes
             .values()
             .filter(|(c, _)| near.is_none_or(|n| n.peer != c.peer))
-            .map(|(c, _)| (self.locality.proximity_of(ip, c.ip), c.clone()))
+            .map(|(c, _)| (from.proximity(c.ip, None), c.clone()))
             .collect();
         if self.role.is_server() {
-            list.push((
-                self.locality.proximity_of(ip, self.cfg.own.ip),
-                self.cfg.own.clone(),
-            ));
+            list.push((from.proximity(self.cfg.own.ip, None), self.cfg.own.clone()));
         }
         list.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer)));
         list.into_iter().take(8).map(|(_, c)| c).collect()

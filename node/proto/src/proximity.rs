@@ -89,29 +89,43 @@ pub enum Ranking {
     Blind,
 }
 
-/// AS pairs remembered at most; the cache is simply cleared when full.
-const MAX_CACHED_DISTANCES: usize = 1 << 20;
+/// Bytes of distance rows kept at most; the cache is simply cleared when full.
+const MAX_CACHED_ROW_BYTES: usize = 64 << 20;
 
-/// AS distances already computed (a breadth-first search each), shared by every `Locality`
-/// derived from the same map. Only looked up, never iterated, so its hashing order is moot.
+/// AS distances already computed, one row (a breadth-first search over the whole AS graph) per
+/// origin AS, shared by every `Locality` derived from the same map. A supernode ranks many
+/// holders and supernodes for requesters of few ASes, so rows are reused far more often than
+/// built. Only looked up, never iterated, so its hashing order is moot.
 #[derive(Default)]
-struct DistanceCache(Mutex<HashMap<(u32, u32), u8>>);
+struct DistanceCache(Mutex<HashMap<u32, Arc<[u8]>>>);
 
 impl DistanceCache {
     fn get(&self, map: &AsMap, a: u32, b: u32) -> u8 {
-        let key = if a <= b { (a, b) } else { (b, a) };
-        let Ok(mut cache) = self.0.lock() else {
-            return map.as_distance(a, b);
+        if a == b {
+            return 0;
+        }
+        let Some(ib) = map.as_index(b) else {
+            return nearcast_asmap::MAX_AS_DISTANCE;
         };
-        if let Some(d) = cache.get(&key) {
-            return *d;
+        let row = self.row(map, a);
+        row.get(ib as usize)
+            .copied()
+            .unwrap_or(nearcast_asmap::MAX_AS_DISTANCE)
+    }
+
+    fn row(&self, map: &AsMap, a: u32) -> Arc<[u8]> {
+        let Ok(mut rows) = self.0.lock() else {
+            return map.distances_from(a).into();
+        };
+        if let Some(row) = rows.get(&a) {
+            return row.clone();
         }
-        let d = map.as_distance(a, b);
-        if cache.len() >= MAX_CACHED_DISTANCES {
-            cache.clear();
+        let row: Arc<[u8]> = map.distances_from(a).into();
+        if (rows.len() + 1) * row.len().max(1) > MAX_CACHED_ROW_BYTES {
+            rows.clear();
         }
-        cache.insert(key, d);
-        d
+        rows.insert(a, row.clone());
+        row
     }
 }
 
@@ -187,14 +201,10 @@ impl Locality {
         self.proximity_between(self.own_ip, self.own_prefix, self.own_asn, ip, rtt_ms)
     }
 
-    /// How near `b` is to `a` (used by supernodes ranking holders for a requester).
-    pub fn proximity_of(&self, a: IpAddr, b: IpAddr) -> Proximity {
-        let route = self.map.lookup(a);
-        let (prefix, asn) = match route {
-            Some(r) => (Some(r.prefix), Some(r.asn)),
-            None => (None, None),
-        };
-        self.proximity_between(a, prefix, asn, b, None)
+    /// This view as seen from `a` (same map, ranking and cache): a supernode ranking holders or
+    /// supernodes for a requester at `a` looks `a` up once, then calls `proximity` per candidate.
+    pub fn seen_from(&self, a: IpAddr) -> Self {
+        Self::with_cache(self.map.clone(), self.distances.clone(), a).with_ranking(self.ranking)
     }
 
     fn proximity_between(
