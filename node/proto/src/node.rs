@@ -1369,7 +1369,10 @@ impl<P: PeerRef> Node<P> {
         self.attaching.remove(peer);
         match result {
             Ok(Response::Attached { supernodes }) => {
-                self.attach_failures = 0;
+                // A seeder takes anyone as a fallback parent: only a supernode ends the back-off.
+                if !self.is_seeder(peer) {
+                    self.attach_failures = 0;
+                }
                 if let Some((c, _)) = self.supernodes.get(peer) {
                     let c = c.clone();
                     if self.role == Role::Leaf {
@@ -1660,7 +1663,13 @@ impl<P: PeerRef> Node<P> {
             self.send_attach(c);
         }
         if slots > 0 {
-            self.next_attach = now + self.backoff().max(self.cfg.timing.maintenance_ms);
+            // With two parents already the leaf only looks for better ones, once a heartbeat.
+            let least = if self.parents.len() >= 2 {
+                self.cfg.timing.heartbeat_ms
+            } else {
+                self.cfg.timing.maintenance_ms
+            };
+            self.next_attach = now + self.backoff().max(least);
         }
     }
 
