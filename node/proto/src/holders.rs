@@ -55,10 +55,12 @@ impl<P: PeerRef> HolderIndex<P> {
         if contact.port == 0 {
             return;
         }
-        if !self.objects.contains_key(&object) && self.objects.len() >= MAX_OBJECTS {
-            return;
-        }
-        let list = self.objects.entry(object).or_default();
+        let full = self.objects.len() >= MAX_OBJECTS;
+        let list = match self.objects.get_mut(&object) {
+            Some(list) => list,
+            None if full => return,
+            None => self.objects.entry(object).or_default(),
+        };
         if let Some(e) = list.iter_mut().find(|e| e.contact.peer == contact.peer) {
             e.complete |= complete;
             e.until = e.until.max(until);
@@ -72,15 +74,20 @@ impl<P: PeerRef> HolderIndex<P> {
             until,
         };
         if until != u64::MAX {
-            let same_as: Vec<usize> = list
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.until != u64::MAX && e.asn == asn)
-                .map(|(i, _)| i)
-                .collect();
-            if same_as.len() >= MAX_RECENT_PER_AS {
-                if let Some(&oldest) = same_as.iter().min_by_key(|&&i| list[i].until) {
-                    list[oldest] = entry;
+            // Recent fetchers of the same AS: how many, and which expires first.
+            let mut same_as = 0;
+            let mut oldest: Option<(u64, usize)> = None;
+            for (i, e) in list.iter().enumerate() {
+                if e.until != u64::MAX && e.asn == asn {
+                    same_as += 1;
+                    if oldest.is_none_or(|(u, _)| e.until < u) {
+                        oldest = Some((e.until, i));
+                    }
+                }
+            }
+            if same_as >= MAX_RECENT_PER_AS {
+                if let Some((_, i)) = oldest {
+                    list[i] = entry;
                 }
                 return;
             }

@@ -855,8 +855,16 @@ impl<P: PeerRef> Node<P> {
         if self.role.is_server() {
             list.push((from.proximity(self.cfg.own.ip, None), self.cfg.own.clone()));
         }
-        list.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer)));
-        list.into_iter().take(8).map(|(_, c)| c).collect()
+        // A total order, so the 8 nearest are the same whichever way they are selected.
+        let order = |a: &(Proximity, Contact<P>), b: &(Proximity, Contact<P>)| {
+            a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer))
+        };
+        if list.len() > 8 {
+            list.select_nth_unstable_by(7, order);
+            list.truncate(8);
+        }
+        list.sort_by(order);
+        list.into_iter().map(|(_, c)| c).collect()
     }
 
     /// The outcome of a request the node sent.
