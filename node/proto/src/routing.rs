@@ -11,6 +11,8 @@ pub const K: usize = 20;
 #[derive(Clone, Debug)]
 struct Entry<P> {
     contact: Contact<P>,
+    /// The contact's key, computed once (`closest` compares every entry's).
+    key: Key,
     last_seen: u64,
     failures: u8,
 }
@@ -34,7 +36,8 @@ impl<P: PeerRef> RoutingTable<P> {
         if contact.port == 0 {
             return;
         }
-        let Some(b) = self.own.bucket_index(&contact.peer.key()) else {
+        let key = contact.peer.key();
+        let Some(b) = self.own.bucket_index(&key) else {
             return;
         };
         let bucket = &mut self.buckets[b];
@@ -46,6 +49,7 @@ impl<P: PeerRef> RoutingTable<P> {
         }
         let entry = Entry {
             contact,
+            key,
             last_seen: now,
             failures: 0,
         };
@@ -82,7 +86,7 @@ impl<P: PeerRef> RoutingTable<P> {
             .buckets
             .iter()
             .flatten()
-            .map(|e| (e, target.distance(&e.contact.peer.key())))
+            .map(|e| (e, target.distance(&e.key)))
             .collect();
         all.sort_by_key(|a| a.1);
         all.into_iter()
