@@ -206,7 +206,9 @@ mod tests {
         let mut x = 12345u64;
         let mut seq = [0u64; 4];
         for i in 0..5000u32 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let at = (x >> 33) % (5 * HORIZON_MS);
             let class = [Class::Fault, Class::Churn, Class::Workload, Class::Protocol]
                 [(x >> 20) as usize % 4];
