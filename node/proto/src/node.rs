@@ -1377,10 +1377,7 @@ impl<P: PeerRef> Node<P> {
         self.attaching.remove(peer);
         match result {
             Ok(Response::Attached { supernodes }) => {
-                // A seeder takes anyone as a fallback parent: only a supernode ends the back-off.
-                if !self.is_seeder(peer) {
-                    self.attach_failures = 0;
-                }
+                self.attach_failures = 0;
                 if let Some((c, _)) = self.supernodes.get(peer) {
                     let c = c.clone();
                     if self.role == Role::Leaf {
@@ -1671,13 +1668,7 @@ impl<P: PeerRef> Node<P> {
             self.send_attach(c);
         }
         if slots > 0 {
-            // With two parents already the leaf only looks for better ones, once a heartbeat.
-            let least = if self.parents.len() >= 2 {
-                self.cfg.timing.heartbeat_ms
-            } else {
-                self.cfg.timing.maintenance_ms
-            };
-            self.next_attach = now + self.backoff().max(least);
+            self.next_attach = now + self.backoff().max(self.cfg.timing.maintenance_ms);
         }
     }
 
