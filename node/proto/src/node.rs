@@ -1408,10 +1408,8 @@ impl<P: PeerRef> Node<P> {
                 self.trim_parents();
             }
             Ok(Response::Busy { alternatives }) => {
-                // A full server stays full for a while: skip it as long as we would remember
-                // it, so leaves near only full servers promote instead of retrying them.
                 self.refused
-                    .insert(peer.clone(), now + 3 * self.cfg.timing.heartbeat_ms);
+                    .insert(peer.clone(), now + self.cfg.timing.heartbeat_ms);
                 self.learn_supernodes(now, alternatives);
                 self.attach_failures += 1;
                 self.next_attach = now + self.backoff();
@@ -1572,7 +1570,7 @@ impl<P: PeerRef> Node<P> {
             // it: supernodes promoted after we attached are learnt this way.
             if self.role == Role::Leaf && self.cfg.strategy != Strategy::SeederOnly {
                 let non_seeders = self.parents.keys().filter(|p| !self.is_seeder(p)).count();
-                if non_seeders < 2 && !self.has_attach_candidate() {
+                if non_seeders < 2 {
                     self.ask_seeder_for_supernodes();
                 }
             }
@@ -1670,13 +1668,6 @@ impl<P: PeerRef> Node<P> {
         if slots > 0 {
             self.next_attach = now + self.backoff().max(self.cfg.timing.maintenance_ms);
         }
-    }
-
-    /// Whether a known non-seeder server we are not attached to may still take us.
-    fn has_attach_candidate(&self) -> bool {
-        self.supernodes.keys().any(|p| {
-            !self.is_seeder(p) && !self.parents.contains_key(p) && !self.refused.contains_key(p)
-        })
     }
 
     fn consider_promotion(&mut self, now: u64) {
