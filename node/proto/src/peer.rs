@@ -19,14 +19,11 @@ pub trait PeerRef: Clone + Eq + Ord + Hash + Debug + Encode + Decode<()> + 'stat
 /// so a SplitMix64 expansion stands in for SHA-256 (the simulator computes millions of them).
 impl PeerRef for u32 {
     fn key(&self) -> Key {
+        // `Rng::new` folds its constant into the seed: undo it, so the stream starts at `self`.
+        let mut rng = crate::rng::Rng::new(u64::from(*self) ^ 0x9E37_79B9_7F4A_7C15);
         let mut key = [0u8; 32];
-        let mut state = u64::from(*self);
         for word in key.chunks_exact_mut(8) {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            word.copy_from_slice(&(z ^ (z >> 31)).to_be_bytes());
+            word.copy_from_slice(&rng.next_u64().to_be_bytes());
         }
         Key(key)
     }
