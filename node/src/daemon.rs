@@ -685,6 +685,9 @@ impl Daemon {
         request: Request<NetPeer>,
         channel: ResponseChannel<Response<NetPeer>>,
     ) {
+        if let Request::Locate { object, .. } | Request::AddProvider { object, .. } = &request {
+            self.notice_stored(object);
+        }
         let response = match request {
             Request::GetManifest { object } => self.manifest_response(&object),
             other => self.node.handle_request(now, &NetPeer(peer), other),
@@ -694,6 +697,15 @@ impl Daemon {
             .behaviour_mut()
             .control
             .send_response(channel, response);
+    }
+
+    /// Tells the core of an object that is complete in the store but not yet known to it (a
+    /// seeder learns of `nearcast-seeder add` only at its next rescan): a seeder indexes
+    /// holders only of objects it serves.
+    fn notice_stored(&mut self, object: &ObjectId) {
+        if !self.node.holds(object) && self.store.is_complete(object) {
+            self.node.object_stored(*object);
+        }
     }
 
     fn manifest_response(&mut self, object: &ObjectId) -> Response<NetPeer> {

@@ -56,6 +56,7 @@ fn request_size(r: &Request<u32>) -> u64 {
             Request::Have { added, removed } => 3 + 32 * (added.len() + removed.len()) as u64,
             Request::RegisterSupernode { .. } => CONTACT + 1,
             Request::GetAsMap => 1,
+            Request::Holding { objects, .. } => CONTACT + 3 + 32 * objects.len() as u64,
         }
 }
 
@@ -73,7 +74,7 @@ pub fn request_kind(r: &Request<u32>) -> usize {
         Request::GetManifest { .. } => 7,
         Request::GetChunkMap { .. } => 8,
         // Simulated nodes do not follow published maps, so `GetAsMap` is never sent.
-        Request::RegisterSupernode { .. } | Request::GetAsMap => 9,
+        Request::RegisterSupernode { .. } | Request::GetAsMap | Request::Holding { .. } => 9,
     }
 }
 

@@ -11,6 +11,8 @@ use crate::rng::Rng;
 
 /// Consecutive failed or refused chunk requests after which a source is dropped.
 pub const MAX_CONSECUTIVE_FAILURES: u32 = 24;
+/// Manifest requests in flight at once for one fetch (the first, then hedges).
+pub const MAX_MANIFEST_REQUESTS: u32 = 3;
 /// Chunks in flight from one seeder while peer sources of the object are known.
 pub const SEEDER_WINDOW_BESIDE_PEERS: u32 = 2;
 
@@ -56,6 +58,8 @@ pub struct Source<P> {
     pub map_pending: bool,
     /// Chunks this source delivered.
     pub delivered: u32,
+    /// A transport failure before any delivery: no new requests until one in flight succeeds.
+    pub suspect: bool,
 }
 
 impl<P> Source<P> {
@@ -83,7 +87,10 @@ pub struct Fetch<P> {
     pub hedge_at: u64,
     pub seeders_asked: bool,
     pub manifest: Option<Manifest>,
-    pub manifest_in_flight: bool,
+    /// Manifest requests in flight, when the last was sent, and how many were sent in all.
+    pub manifest_in_flight: u32,
+    pub manifest_asked_at: u64,
+    pub manifest_requests: u32,
     pub sources: BTreeMap<P, Source<P>>,
     pub have: Vec<bool>,
     pub in_flight: BTreeMap<u32, (P, u64)>,
@@ -104,7 +111,9 @@ impl<P: PeerRef> Fetch<P> {
             hedge_at,
             seeders_asked: false,
             manifest: None,
-            manifest_in_flight: false,
+            manifest_in_flight: 0,
+            manifest_asked_at: now,
+            manifest_requests: 0,
             sources: BTreeMap::new(),
             have: Vec::new(),
             in_flight: BTreeMap::new(),
@@ -145,6 +154,7 @@ impl<P: PeerRef> Fetch<P> {
                 manifest_tried: false,
                 map_pending: false,
                 delivered: 0,
+                suspect: false,
             },
         );
     }
@@ -154,15 +164,27 @@ impl<P: PeerRef> Fetch<P> {
         self.sources.values().any(|s| !s.is_seeder)
     }
 
-    /// Best source not yet asked for the manifest (peers by proximity, seeders last).
-    pub fn next_manifest_source(&mut self, allow_seeders: bool) -> Option<Contact<P>> {
+    /// Whether some source may still be asked for the manifest.
+    pub fn has_manifest_candidate(&self, allow_seeders: bool) -> bool {
+        self.sources
+            .values()
+            .any(|s| !s.manifest_tried && (allow_seeders || !s.is_seeder))
+    }
+
+    /// Best source not yet asked for the manifest: peers by proximity, seeders last, or first
+    /// with `seeders_first` (the hedge that must not wait for peers that may be gone).
+    pub fn next_manifest_source(
+        &mut self,
+        allow_seeders: bool,
+        seeders_first: bool,
+    ) -> Option<Contact<P>> {
         let best = self
             .sources
             .values()
             .filter(|s| !s.manifest_tried && (allow_seeders || !s.is_seeder))
             .min_by_key(|s| {
                 (
-                    s.is_seeder,
+                    s.is_seeder != seeders_first,
                     s.proximity.tier,
                     s.chunks.is_some(),
                     s.proximity,
@@ -199,7 +221,7 @@ impl<P: PeerRef> Fetch<P> {
         let n = self.have.len();
         // Rarity among peer sources (seeders excluded).
         let mut rarity = vec![0u32; n];
-        for s in self.sources.values().filter(|s| !s.is_seeder) {
+        for s in self.sources.values().filter(|s| !s.is_seeder && !s.suspect) {
             for (i, r) in rarity.iter_mut().enumerate() {
                 if s.has(i) {
                     *r += 1;
@@ -222,7 +244,7 @@ impl<P: PeerRef> Fetch<P> {
             }) {
                 break;
             }
-            while let Some(s) = self.sources.get(&peer) {
+            while let Some(s) = self.sources.get(&peer).filter(|s| !s.suspect) {
                 // While peers share the object, a seeder only seeds: a narrow window leaves
                 // most chunks to the peers (who pass on what the seeder gave each of them).
                 let limit = if s.is_seeder && has_peer_sources {
@@ -281,6 +303,7 @@ impl<P: PeerRef> Fetch<P> {
                 }
                 s.failures = 0;
                 s.delivered += 1;
+                s.suspect = false;
             }
             ChunkOutcome::Corrupt => {
                 self.sources.remove(peer);
@@ -299,14 +322,15 @@ impl<P: PeerRef> Fetch<P> {
             ChunkOutcome::Busy | ChunkOutcome::Failed => {
                 // Transient failures come in bursts of the window in flight: give up on a
                 // source only after more consecutive failures than that. A peer that never
-                // delivered a chunk and whose every request in flight failed is unreachable
-                // (gone, or its address is stale): drop it at once rather than retry it, one
-                // timeout at a time.
+                // delivered a chunk and whose request failed at transport level is suspect (it
+                // may be gone, or its address stale): it gets no more requests, its chunks go
+                // to other sources, and once its last request in flight has failed too it is
+                // dropped rather than retried one timeout at a time.
                 s.failures += 1;
-                let unreachable = outcome == ChunkOutcome::Failed
-                    && !s.is_seeder
-                    && s.in_flight == 0
-                    && s.delivered == 0;
+                if outcome == ChunkOutcome::Failed && !s.is_seeder && s.delivered == 0 {
+                    s.suspect = true;
+                }
+                let unreachable = s.suspect && s.in_flight == 0;
                 if unreachable || s.failures >= MAX_CONSECUTIVE_FAILURES {
                     self.sources.remove(peer);
                     self.release(peer);
@@ -373,4 +397,88 @@ pub fn unpack_bits(bytes: &[u8], n: usize) -> Vec<bool> {
     (0..n)
         .map(|i| bytes.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::content::{Body, CHUNK_SIZE};
+
+    fn contact(peer: u32) -> Contact<u32> {
+        Contact::new(peer, IpAddr::V4(Ipv4Addr::new(127, 1, 0, peer as u8)), 4000)
+    }
+
+    fn near(tier: u8) -> Proximity {
+        Proximity {
+            tier,
+            prefix_gap: 0,
+            rtt_ms: u32::MAX,
+        }
+    }
+
+    fn two_chunk_fetch() -> Fetch<u32> {
+        let manifest = Manifest {
+            version: 1,
+            size: 2 * CHUNK_SIZE as u64,
+            media_type: "image/jpeg".into(),
+            chunk_size: CHUNK_SIZE,
+            body: Body::Chunks(vec![[1; 32], [2; 32]]),
+        };
+        let mut f = Fetch::new(manifest.id(), 0, 400);
+        f.set_manifest(manifest);
+        f
+    }
+
+    #[test]
+    fn a_listed_peer_that_never_answers_gets_no_more_requests_and_is_dropped() {
+        let mut f = two_chunk_fetch();
+        f.add_source(contact(1), near(1), false, true);
+        f.add_source(contact(9), near(5), true, true);
+        let mut rng = Rng::new(1);
+        let first = f.schedule(0, 8, &mut rng);
+        assert!(first.iter().all(|(c, _)| c.peer == 1), "{first:?}");
+        assert_eq!(first.len(), 2);
+        // The first request fails: the freed chunk goes to the seeder, not back to the peer
+        // (which used to win it one more round per timeout, for ever).
+        f.on_chunk(3_000, &1, first[0].1, ChunkOutcome::Failed);
+        let next = f.schedule(3_000, 8, &mut rng);
+        assert_eq!(next.len(), 1);
+        assert_eq!((next[0].0.peer, next[0].1), (9, first[0].1));
+        // Its other request fails too: it is dropped, and the seeder takes that chunk as well.
+        f.on_chunk(3_001, &1, first[1].1, ChunkOutcome::Failed);
+        assert!(!f.sources.contains_key(&1));
+        let last = f.schedule(3_001, 8, &mut rng);
+        assert_eq!(last.len(), 1);
+        assert_eq!((last[0].0.peer, last[0].1), (9, first[1].1));
+    }
+
+    #[test]
+    fn a_suspect_peer_that_delivers_after_all_is_used_again() {
+        let mut f = two_chunk_fetch();
+        f.add_source(contact(1), near(1), false, true);
+        let mut rng = Rng::new(1);
+        let first = f.schedule(0, 8, &mut rng);
+        f.on_chunk(10, &1, first[0].1, ChunkOutcome::Failed);
+        assert!(
+            f.schedule(10, 8, &mut rng).is_empty(),
+            "a suspect gets no new request"
+        );
+        f.on_chunk(20, &1, first[1].1, ChunkOutcome::Stored { bytes: 1 });
+        let again = f.schedule(20, 8, &mut rng);
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].0.peer, again[0].1), (1, first[0].1));
+    }
+
+    #[test]
+    fn a_peer_that_delivered_survives_a_burst_of_failures() {
+        let mut f = two_chunk_fetch();
+        f.add_source(contact(1), near(1), false, true);
+        let mut rng = Rng::new(1);
+        let first = f.schedule(0, 8, &mut rng);
+        f.on_chunk(10, &1, first[0].1, ChunkOutcome::Stored { bytes: 1 });
+        f.on_chunk(20, &1, first[1].1, ChunkOutcome::Failed);
+        assert!(f.sources.contains_key(&1));
+    }
 }

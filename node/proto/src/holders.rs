@@ -117,6 +117,19 @@ impl<P: PeerRef> HolderIndex<P> {
         }
     }
 
+    /// A child's entry for `object` becomes a recent holder kept until `until` (the child
+    /// detached but keeps its copy).
+    pub fn keep_for(&mut self, object: &ObjectId, peer: &P, until: u64) {
+        if let Some(e) = self
+            .objects
+            .get_mut(object)
+            .and_then(|l| l.iter_mut().find(|e| &e.contact.peer == peer))
+            && e.until == u64::MAX
+        {
+            e.until = until;
+        }
+    }
+
     /// Holders of `object` nearest to `requester`, excluding it.
     pub fn nearest(
         &self,

@@ -88,6 +88,12 @@ pub enum Request<P> {
     /// Which proximity map do you publish? (Answered with [`Response::AsMap`]; only answers
     /// from configured seeders are followed.)
     GetAsMap,
+    /// A peer tells a seeder which of the seeder's objects it holds, once per session, so that
+    /// the seeder's index of last resort covers copies kept from earlier sessions.
+    Holding {
+        me: Contact<P>,
+        objects: Vec<ObjectId>,
+    },
 }
 
 /// A published proximity map: the object holding it and its build time (seconds since the
@@ -217,6 +223,7 @@ impl<P> Request<P> {
     fn check_limits(&self) -> Result<(), MessageError> {
         match self {
             Request::Have { added, removed } => check_len(added.len() + removed.len(), MAX_HAVE),
+            Request::Holding { objects, .. } => check_len(objects.len(), MAX_HAVE),
             _ => Ok(()),
         }
     }

@@ -13,7 +13,7 @@ use crate::admission::{RateMeter, TokenBucket};
 use crate::config::{Config, Strategy};
 use crate::content::{Manifest, ObjectId};
 use crate::dht::{LOOKUP_K, Lookup, LookupKind, ProviderStore};
-use crate::fetch::{ChunkOutcome, Fetch, FetchError, FetchId, unpack_bits};
+use crate::fetch::{ChunkOutcome, Fetch, FetchError, FetchId, MAX_MANIFEST_REQUESTS, unpack_bits};
 use crate::holders::HolderIndex;
 use crate::hot::HotSet;
 use crate::key::Key;
@@ -197,6 +197,8 @@ pub struct Node<P: PeerRef> {
     banned: BTreeSet<P>,
     stats: NodeStats,
     maps: MapSync,
+    /// When our holdings are next told to their seeders (0: at the first maintenance).
+    next_holding_tell: u64,
 }
 
 impl<P: PeerRef> Node<P> {
@@ -250,6 +252,7 @@ impl<P: PeerRef> Node<P> {
             banned: BTreeSet::new(),
             stats: NodeStats::default(),
             maps: MapSync::new(cfg.follow_published_asmap),
+            next_holding_tell: 0,
             cfg,
         };
         let seeders = node.cfg.seeders.clone();
@@ -659,9 +662,7 @@ impl<P: PeerRef> Node<P> {
                 }
                 if self.role == Role::Seeder {
                     // A holder telling the object's seeder: the index of last resort.
-                    let asn = self.locality.asn_of(provider.ip);
-                    let until = now + self.seeder_index_ttl();
-                    self.holders.add(object, provider, asn, true, until);
+                    self.index_last_resort(now, object, &provider);
                 } else {
                     self.providers
                         .add(object, provider, now + self.cfg.timing.provider_ttl_ms);
@@ -670,7 +671,28 @@ impl<P: PeerRef> Node<P> {
             }
             Request::Attach { me, role } => self.on_attach(now, from, me, role),
             Request::Detach => {
-                self.drop_child(from);
+                if self.role == Role::Seeder {
+                    // The child moves on with its copies: keep them in the index of last resort.
+                    let until = now + self.seeder_index_ttl();
+                    if let Some(child) = self.children.remove(from) {
+                        for o in child.objects {
+                            self.holders.keep_for(&o, from, until);
+                        }
+                    }
+                } else {
+                    self.drop_child(from);
+                }
+                Response::Ack
+            }
+            Request::Holding { me, objects } => {
+                if self.role != Role::Seeder || me.peer != *from {
+                    return Response::Refused {
+                        reason: "holdings go to a seeder, from the holder".into(),
+                    };
+                }
+                for object in objects {
+                    self.index_last_resort(now, object, &me);
+                }
                 Response::Ack
             }
             Request::Have { added, removed } => {
@@ -714,7 +736,13 @@ impl<P: PeerRef> Node<P> {
                         });
                     }
                 }
-                if self.role.is_server() {
+                // A seeder indexes only its own objects, so made-up ids cannot fill its index.
+                let indexed = match self.role {
+                    Role::Seeder => self.holdings.contains(&object),
+                    Role::Supernode => true,
+                    Role::Leaf => false,
+                };
+                if indexed {
                     // The requester will hold it soon: point later requesters near it there.
                     let asn = self.locality.asn_of(me.ip);
                     // Seeders are the index of last resort for objects no neighbourhood
@@ -917,8 +945,10 @@ impl<P: PeerRef> Node<P> {
                 let Some(f) = self.fetches.get_mut(&fid) else {
                     return;
                 };
-                f.manifest_in_flight = false;
+                f.manifest_in_flight = f.manifest_in_flight.saturating_sub(1);
                 match result {
+                    // A hedged request answered after another: nothing more to learn.
+                    Ok(Response::Manifest { .. }) if f.manifest.is_some() => {}
                     Ok(Response::Manifest { bytes }) => {
                         match Manifest::decode_for(&f.object, &bytes) {
                             Ok(m) => {
@@ -1038,7 +1068,7 @@ impl<P: PeerRef> Node<P> {
         // Hedge: seeders join once the deadline passes, or when nothing else is pending.
         let nothing_pending = f.locates_pending == 0 && !f.lookup_pending;
         let peers_failed = f.manifest.is_none()
-            && !f.manifest_in_flight
+            && f.manifest_in_flight == 0
             && f.sources.values().all(|s| s.is_seeder || s.manifest_tried);
         if !f.seeders_asked
             && (now >= f.hedge_at || (nothing_pending && (!f.has_peer_sources() || peers_failed)))
@@ -1077,10 +1107,19 @@ impl<P: PeerRef> Node<P> {
             return;
         };
         if f.manifest.is_none() {
-            if !f.manifest_in_flight {
+            // One request, hedged every `hedge_ms` by another while none answers (a listed
+            // holder may be gone and take a transport timeout to fail); the third goes to a
+            // seeder once seeders are asked.
+            let hedge = f.manifest_in_flight > 0
+                && f.manifest_in_flight < MAX_MANIFEST_REQUESTS
+                && now >= f.manifest_asked_at + self.cfg.timing.hedge_ms;
+            if f.manifest_in_flight == 0 || hedge {
                 let allow_seeders = f.seeders_asked;
-                if let Some(src) = f.next_manifest_source(allow_seeders) {
-                    f.manifest_in_flight = true;
+                let seeders_first = allow_seeders && f.manifest_requests >= 2;
+                if let Some(src) = f.next_manifest_source(allow_seeders, seeders_first) {
+                    f.manifest_in_flight += 1;
+                    f.manifest_requests += 1;
+                    f.manifest_asked_at = now;
                     self.send(src, Request::GetManifest { object }, Pending::Manifest(fid));
                 }
             }
@@ -1132,7 +1171,7 @@ impl<P: PeerRef> Node<P> {
             self.finish_fetch(now, fid, f);
             return;
         }
-        let idle = f.in_flight.is_empty() && !f.manifest_in_flight;
+        let idle = f.in_flight.is_empty() && f.manifest_in_flight == 0;
         let no_sources = f.sources.is_empty()
             || (f.manifest.is_none() && f.sources.values().all(|s| s.manifest_tried));
         let waiting = f.locates_pending > 0 || f.lookup_pending || !f.seeders_asked;
@@ -1175,23 +1214,76 @@ impl<P: PeerRef> Node<P> {
         }
     }
 
+    /// A seeder records `holder` as holding `object`, one of the seeder's own objects (ids it
+    /// does not serve are ignored, which bounds the index by the seeder's catalogue).
+    fn index_last_resort(&mut self, now: u64, object: ObjectId, holder: &Contact<P>) {
+        if !self.holdings.contains(&object) {
+            return;
+        }
+        let asn = self.locality.asn_of(holder.ip);
+        let until = now + self.seeder_index_ttl();
+        self.holders.add(object, holder.clone(), asn, true, until);
+    }
+
+    /// Tells each object's first seeder which of its objects we hold, at the start of a session
+    /// (copies kept from earlier sessions, which no seeder indexes any more) and then every half
+    /// index lifetime, so that a seeder's entries outlive a holder by at most that lifetime.
+    fn tell_seeders_holdings(&mut self, now: u64) {
+        let every = self.seeder_index_ttl() / 2;
+        self.next_holding_tell = now + self.rng.jitter(every, 0.2).max(1);
+        if !self.tells_seeders() || self.holdings.is_empty() {
+            return;
+        }
+        let all: Vec<&P> = self.cfg.seeders.iter().map(|c| &c.peer).collect();
+        let mut by_seeder: BTreeMap<P, Vec<ObjectId>> = BTreeMap::new();
+        for object in &self.holdings {
+            if let Some(first) = seeders_for(object, all.clone(), 1).into_iter().next() {
+                by_seeder.entry(first.clone()).or_default().push(*object);
+            }
+        }
+        for (seeder, objects) in by_seeder {
+            let Some(to) = self.cfg.seeders.iter().find(|c| c.peer == seeder).cloned() else {
+                continue;
+            };
+            if self.banned.contains(&seeder) {
+                continue;
+            }
+            for batch in objects.chunks(MAX_HAVE) {
+                let me = self.cfg.own.clone();
+                self.send(
+                    to.clone(),
+                    Request::Holding {
+                        me,
+                        objects: batch.to_vec(),
+                    },
+                    Pending::Other,
+                );
+            }
+        }
+    }
+
+    /// Whether this node reports its copies to seeders (dialable peers of the strategies that
+    /// use holder indexes).
+    fn tells_seeders(&self) -> bool {
+        self.role != Role::Seeder
+            && self.cfg.own.port != 0
+            && !matches!(
+                self.cfg.strategy,
+                Strategy::SeederOnly | Strategy::RandomSwarm
+            )
+    }
+
     /// How long a seeder keeps a holder it was told of: about as long as caches keep objects
     /// (a peer that comes back with its cache is a holder again).
     fn seeder_index_ttl(&self) -> u64 {
-        self.cfg.timing.provider_ttl_ms * 4
+        self.cfg.timing.provider_ttl_ms
     }
 
     /// Tells the object's first seeder that we hold it, so that fetchers in other
     /// neighbourhoods, whose supernodes do not index us, find our copy before a seeder serves
     /// them. One request per completed fetch; a seeder parent already learns it from `Have`.
     fn tell_seeder(&mut self, object: ObjectId) {
-        if self.role == Role::Seeder
-            || self.cfg.own.port == 0
-            || matches!(
-                self.cfg.strategy,
-                Strategy::SeederOnly | Strategy::RandomSwarm
-            )
-        {
+        if !self.tells_seeders() {
             return;
         }
         let all: Vec<&P> = self.cfg.seeders.iter().map(|c| &c.peer).collect();
@@ -1499,6 +1591,13 @@ impl<P: PeerRef> Node<P> {
             if !f.seeders_asked {
                 t = t.min(f.hedge_at);
             }
+            if f.manifest.is_none()
+                && f.manifest_in_flight > 0
+                && f.manifest_in_flight < MAX_MANIFEST_REQUESTS
+                && f.has_manifest_candidate(f.seeders_asked)
+            {
+                t = t.min(f.manifest_asked_at + self.cfg.timing.hedge_ms);
+            }
             if f.manifest.is_some() && f.sources.values().any(|s| s.chunks.is_some()) {
                 t = t.min(f.next_map_refresh);
             }
@@ -1539,6 +1638,9 @@ impl<P: PeerRef> Node<P> {
         }
         self.holders.expire(now);
         self.providers.expire(now);
+        if now >= self.next_holding_tell {
+            self.tell_seeders_holdings(now);
+        }
         if self.maps.follows() && now >= self.maps.next_check {
             self.maps.next_check =
                 now + self.rng.jitter(self.cfg.timing.asmap_check_ms, 0.2).max(1);

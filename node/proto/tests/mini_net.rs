@@ -351,3 +351,73 @@ fn supernodes_keep_popular_content_reachable_without_the_seeder() {
     net.catalogue.insert(cold_id, cold);
     assert!(net.fetch(5, cold_id).is_err());
 }
+
+#[test]
+fn copies_from_an_earlier_session_are_told_to_the_seeder_and_found_through_it() {
+    let mut net = Net::new(4, false);
+    let id = net.publish(object(2 * CHUNK_SIZE as u64, 6));
+    let junk = object(CHUNK_SIZE as u64, 7).id();
+    // Peer 1 restarts with the object (and an id the seeder does not serve) in its store.
+    net.nodes[1].object_stored(id);
+    net.nodes[1].object_stored(junk);
+    let t = net.nodes[1].poll_timeout().expect("timer");
+    net.nodes[1].handle_timeout(t);
+    let mut told = None;
+    while let Some(out) = net.nodes[1].poll_output() {
+        if let Output::Request {
+            to,
+            request: Request::Holding { me, objects },
+            ..
+        } = out
+        {
+            told = Some((to.peer, me, objects));
+        }
+    }
+    let (to, me, objects) = told.expect("peer 1 tells the seeder its holdings");
+    assert_eq!(to, 0);
+    assert_eq!(objects.len(), 2);
+    // Only the holder itself may say what it holds, and only a seeder indexes it.
+    let forged = Request::Holding {
+        me: me.clone(),
+        objects: objects.clone(),
+    };
+    assert!(matches!(
+        net.nodes[0].handle_request(t, &2, forged),
+        Response::Refused { .. }
+    ));
+    assert!(matches!(
+        net.nodes[2].handle_request(
+            t,
+            &1,
+            Request::Holding {
+                me: me.clone(),
+                objects: objects.clone()
+            }
+        ),
+        Response::Refused { .. }
+    ));
+    assert_eq!(
+        net.nodes[0].handle_request(t, &1, Request::Holding { me, objects }),
+        Response::Ack
+    );
+    // A fetcher that is not peer 1's neighbour learns of the copy from the seeder.
+    let asker = net.nodes[3].own().clone();
+    let located = |net: &mut Net, object| match net.nodes[0].handle_request(
+        t,
+        &3,
+        Request::Locate {
+            me: asker.clone(),
+            object,
+        },
+    ) {
+        Response::Located { holders } => holders.iter().map(|h| h.contact.peer).collect(),
+        other => panic!("unexpected {other:?}"),
+    };
+    let holders: Vec<u32> = located(&mut net, id);
+    assert_eq!(holders, vec![1]);
+    let junk_holders: Vec<u32> = located(&mut net, junk);
+    assert!(
+        junk_holders.is_empty(),
+        "an id the seeder does not serve is not indexed"
+    );
+}
