@@ -6,6 +6,12 @@
 //! Several processes may open the same directory (the seeder daemon and `nearcast-seeder add`):
 //! an id missing from the index is looked up on disk, and [`Store::rescan`] picks up everything
 //! another process added or removed.
+//!
+//! A chunk is stored by writing its verified bytes at its offset in the object's data file, then
+//! appending a record to its `held` log (see `held.rs`); it is read only if the index, loaded
+//! from that log, says it is held, and verified again. Chunks that another process appends to
+//! an object this one has already indexed are seen after [`Store::rescan`] (published objects
+//! appear whole, manifest last, so this only matters for two processes downloading one object).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -297,8 +303,9 @@ impl Store {
     }
 
     /// Chunk `index` of `id`, verified. `Ok(None)` if the object or chunk is not held (or the
-    /// index is out of range). A chunk file that fails verification is removed and reported as
-    /// [`StoreError::Corrupt`]; unverified bytes are never returned.
+    /// index is out of range). A chunk whose bytes in the data file fail verification (or that
+    /// the file is too short to contain) is dropped from the held set, on disk too, and reported
+    /// as [`StoreError::Corrupt`]; it can be stored again. Unverified bytes are never returned.
     pub fn chunk(&self, id: &ObjectId, index: u32) -> Result<Option<Vec<u8>>> {
         match self.manifest_arc(id)? {
             Some(m) => self.chunk_of(id, &m, index),
@@ -511,8 +518,10 @@ impl Store {
         self.read_range(id, 0, u64::MAX)
     }
 
-    /// Bytes `offset .. offset + len` of `id` (cut at the object's end), from verified chunks.
-    /// Fails with [`StoreError::MissingChunk`] if a needed chunk is not held.
+    /// Bytes `offset .. offset + len` of `id` (cut at the object's end), read from the data file
+    /// with one open; every chunk the range touches is read whole and verified before any of its
+    /// bytes are returned. Fails with [`StoreError::MissingChunk`] if a needed chunk is not held
+    /// and with [`StoreError::Corrupt`] (dropping the chunk) if one fails verification.
     pub fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<Vec<u8>> {
         let m = self.manifest_arc(id)?.ok_or(StoreError::NotFound(*id))?;
         if offset > m.size {
