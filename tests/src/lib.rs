@@ -1643,28 +1643,26 @@ pub fn find_object_dir(root: &Path, id: &str) -> Option<PathBuf> {
     None
 }
 
-/// Reads the chunk files `chunks/0..` of an object directory and concatenates them.
-pub fn read_stored_chunks(object_dir: &Path) -> Result<Vec<u8>> {
-    let chunks = object_dir.join("chunks");
-    let mut files: Vec<(u32, PathBuf)> = fs::read_dir(&chunks)
-        .with_context(|| format!("cannot list {}", chunks.display()))?
+/// Reads the data file of an object directory (the object's bytes, chunk i at i * chunk size;
+/// chunks not held are holes that read as zeros).
+pub fn read_stored_data(object_dir: &Path) -> Result<Vec<u8>> {
+    let path = object_dir.join("data");
+    fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Rewrites the `held` log of an object directory without its records for chunk `index`, as
+/// if that chunk had never been stored. Records are 8 bytes: the chunk index (u32
+/// little-endian), then a check.
+pub fn forget_stored_chunk(object_dir: &Path, index: u32) -> Result<()> {
+    let path = object_dir.join("held");
+    let log = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let kept: Vec<u8> = log
+        .chunks(8)
+        .filter(|r| r.len() == 8 && r[..4] != index.to_le_bytes())
         .flatten()
-        .filter_map(|e| {
-            let i: u32 = e.file_name().to_str()?.parse().ok()?;
-            Some((i, e.path()))
-        })
+        .copied()
         .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for (i, (idx, p)) in files.iter().enumerate() {
-        ensure!(
-            *idx as usize == i,
-            "chunk {i} missing in {}",
-            chunks.display()
-        );
-        out.extend(fs::read(p).with_context(|| format!("reading {}", p.display()))?);
-    }
-    Ok(out)
+    fs::write(&path, kept).with_context(|| format!("writing {}", path.display()))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ fn body(h: &Harness) -> Result<()> {
         ),
     );
     match find_object_dir(&r1.data, m_id) {
-        Some(dir) => match read_stored_chunks(&dir) {
+        Some(dir) => match read_stored_data(&dir) {
             Ok(stored) => c.check(
                 sha256_hex(&stored) == m.sha256(),
                 format!(

@@ -213,11 +213,13 @@ fn damaged_store_files() {
                     .clone()
                     .with_context(|| format!("no directory for {} in p1's store", objs[i].name))
             };
+            // The data file cut 1000 bytes into chunk 1 (chunks 1 and 2 lost).
             let f = fs::OpenOptions::new()
                 .write(true)
-                .open(d(0)?.join("chunks/1"))?;
-            f.set_len(1000)?;
-            let path = d(1)?.join("chunks/0");
+                .open(d(0)?.join("data"))?;
+            f.set_len(CHUNK as u64 + 1000)?;
+            // One byte of chunk 0 flipped in place.
+            let path = d(1)?.join("data");
             let mut b = fs::read(&path)?;
             b[CHUNK / 2] ^= 0x5a;
             fs::write(&path, b)?;
@@ -228,7 +230,8 @@ fn damaged_store_files() {
             let path = d(3)?.join("manifest");
             let b = fs::read(&path)?;
             fs::write(&path, &b[..b.len() / 2])?;
-            fs::remove_file(d(4)?.join("chunks/1"))?;
+            // Chunk 1 no longer recorded as held.
+            forget_stored_chunk(&d(4)?, 1)?;
             // Stray files where the store keeps objects.
             let objects = d(0)?
                 .parent()

@@ -41,6 +41,28 @@ impl TempFile {
         TempFile::write_with(tmp_dir, data, true)
     }
 
+    /// Creates a new empty temporary in `tmp_dir`, returned with the file open for writing.
+    pub fn create(tmp_dir: &Path) -> Result<(TempFile, File)> {
+        let path = tmp_dir.join(temp_name("tmp"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        Ok((
+            TempFile {
+                path,
+                committed: false,
+            },
+            file,
+        ))
+    }
+
+    /// The temporary's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Writes `data` to a new temporary in `tmp_dir`, fsyncing it if `sync`.
     pub fn write_with(tmp_dir: &Path, data: &[u8], sync: bool) -> Result<TempFile> {
         let path = tmp_dir.join(temp_name("tmp"));

@@ -17,7 +17,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub enum CorruptPart {
     /// The manifest file (the whole object has been removed).
     Manifest,
-    /// One chunk file (only that chunk has been removed).
+    /// One chunk of the data file (only that chunk has been dropped from the held set).
     Chunk(u32),
 }
 
@@ -43,7 +43,8 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    /// Data on disk failed verification; it has been removed and should be fetched again.
+    /// Data on disk failed verification; it has been removed (a manifest) or dropped from the
+    /// held set (a chunk) and should be fetched again.
     #[error("corrupt {part} of object {id} at {path}: {reason} (removed from the store)")]
     Corrupt {
         id: ObjectId,

@@ -1,14 +1,23 @@
 //! On-disk layout: where each file of the store lives, and parsing names found on disk.
 //!
 //! ```text
-//! DIR/objects/<first 2 chars of id>/<id>/manifest      canonical manifest encoding
-//! DIR/objects/<first 2 chars of id>/<id>/chunks/<i>    chunk i (decimal, no leading zeros)
-//! DIR/objects/<first 2 chars of id>/<id>/pinned        marker: pinned (holds the writer's pid)
-//! DIR/tmp/<pid>.<seq>.<kind>                           temporaries and trash of process <pid>
+//! DIR/objects/<first 2 chars of id>/<id>/manifest   canonical manifest encoding
+//! DIR/objects/<first 2 chars of id>/<id>/data       the object's bytes: chunk i at i * chunk_size
+//!                                                   (sparse: chunks not held are holes)
+//! DIR/objects/<first 2 chars of id>/<id>/held       append-only log of 8-byte records naming the
+//!                                                   chunks held (see the `held` module)
+//! DIR/objects/<first 2 chars of id>/<id>/pinned     marker: pinned (holds the writer's pid)
+//! DIR/tmp/<pid>.<seq>.<kind>                        temporaries and trash of process <pid>
 //! ```
 //!
-//! An object exists once its `manifest` file exists; chunk files and the marker are only
-//! meaningful beside one.
+//! An object exists once its `manifest` file exists; `data`, `held` and the marker are only
+//! meaningful beside one. Inline objects (no chunks) have neither `data` nor `held`. A chunk is
+//! held once its bytes are in `data` and a record naming it is in `held`; the bytes are verified
+//! against the manifest on every read all the same.
+//!
+//! Stores written before this layout kept one file per chunk in `<id>/chunks/<i>`; such
+//! directories are removed when the store is opened (their chunks count as not held and are
+//! fetched again). There were no deployed stores to migrate.
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +26,10 @@ use nearcast_proto::content::ObjectId;
 pub(crate) const OBJECTS_DIR: &str = "objects";
 pub(crate) const TMP_DIR: &str = "tmp";
 pub(crate) const MANIFEST_FILE: &str = "manifest";
-pub(crate) const CHUNKS_DIR: &str = "chunks";
+pub(crate) const DATA_FILE: &str = "data";
+pub(crate) const HELD_FILE: &str = "held";
+/// Per-chunk files of the old layout, removed on open.
+pub(crate) const OLD_CHUNKS_DIR: &str = "chunks";
 pub(crate) const PINNED_FILE: &str = "pinned";
 
 /// Paths of one store directory.
@@ -46,12 +58,16 @@ impl Layout {
         self.object_dir(id).join(MANIFEST_FILE)
     }
 
-    pub fn chunks_dir(&self, id: &ObjectId) -> PathBuf {
-        self.object_dir(id).join(CHUNKS_DIR)
+    pub fn data_path(&self, id: &ObjectId) -> PathBuf {
+        self.object_dir(id).join(DATA_FILE)
     }
 
-    pub fn chunk_path(&self, id: &ObjectId, index: u32) -> PathBuf {
-        self.chunks_dir(id).join(index.to_string())
+    pub fn held_path(&self, id: &ObjectId) -> PathBuf {
+        self.object_dir(id).join(HELD_FILE)
+    }
+
+    pub fn old_chunks_dir(&self, id: &ObjectId) -> PathBuf {
+        self.object_dir(id).join(OLD_CHUNKS_DIR)
     }
 
     pub fn pinned_path(&self, id: &ObjectId) -> PathBuf {
@@ -68,12 +84,6 @@ fn shard_of(id_text: &str) -> &str {
 pub(crate) fn parse_object_dir(shard: &str, name: &str) -> Option<ObjectId> {
     let id: ObjectId = name.parse().ok()?;
     (id.to_string() == name && shard_of(name) == shard).then_some(id)
-}
-
-/// The chunk index named by a chunk file name, if canonical (decimal, no leading zeros).
-pub(crate) fn parse_chunk_name(name: &str) -> Option<u32> {
-    let index: u32 = name.parse().ok()?;
-    (index.to_string() == name).then_some(index)
 }
 
 #[cfg(test)]
@@ -94,9 +104,7 @@ mod tests {
         assert_eq!(parse_object_dir(shard, name), Some(id));
         assert_eq!(parse_object_dir("zz", name), None);
         assert_eq!(parse_object_dir(shard, "nope"), None);
-        assert_eq!(parse_chunk_name("12"), Some(12));
-        assert_eq!(parse_chunk_name("012"), None);
-        assert_eq!(parse_chunk_name("+1"), None);
-        assert_eq!(parse_chunk_name("x"), None);
+        assert_eq!(layout.data_path(&id), dir.join("data"));
+        assert_eq!(layout.held_path(&id), dir.join("held"));
     }
 }

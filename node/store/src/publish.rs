@@ -1,13 +1,15 @@
 //! Publishing: turning a file or bytes into a pinned object, reading the source once, one chunk
 //! at a time (a 256 MiB file never sits in memory).
 //!
-//! Chunks are staged as fsynced temporaries while the manifest is built (its id is only known at
-//! the end); then the pin marker is written, the chunks are renamed into place and the manifest
-//! goes last. An object therefore appears to other processes only when it is complete and
-//! pinned, and a crash before that leaves only leftovers that the next open removes.
+//! The object's bytes are written in one sequential pass to a temporary data file while the
+//! manifest is built (its id is only known at the end), and fsynced; then the pin marker is
+//! written, the data file is renamed into place, the `held` log naming every chunk is written
+//! (temporary, fsync, rename, fsync of the directory) and the manifest goes last. An object
+//! therefore appears to other processes only when it is complete and pinned, and a crash before
+//! that leaves only leftovers that the next open removes.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use nearcast_proto::content::{
 
 use crate::atomic::{self, TempFile};
 use crate::error::{Result, StoreError};
+use crate::held;
 use crate::scan;
 use crate::store::Store;
 
@@ -53,7 +56,8 @@ impl Store {
 
     fn publish(&self, mut reader: impl Read, media_type: &str, source: &Path) -> Result<ObjectId> {
         let mut builder = ManifestBuilder::new(media_type);
-        let mut staged: Vec<TempFile> = Vec::new();
+        // The temporary data file, created with the first chunk (inline objects have none).
+        let mut staged: Option<(TempFile, File)> = None;
         let mut buf = vec![0u8; CHUNK_SIZE as usize];
         let mut total: u64 = 0;
         loop {
@@ -68,28 +72,33 @@ impl Store {
             builder.update(data);
             // A short read is the end; a last partial chunk is stored unless the object is inline.
             if n == buf.len() || (n > 0 && total > INLINE_MAX) {
-                staged.push(TempFile::write(&self.layout.tmp, data)?);
+                if staged.is_none() {
+                    staged = Some(TempFile::create(&self.layout.tmp)?);
+                }
+                if let Some((temp, file)) = staged.as_mut() {
+                    file.write_all(data)
+                        .map_err(|e| StoreError::io(temp.path(), e))?;
+                }
             }
             if n < buf.len() {
                 break;
             }
         }
+        if let Some((temp, file)) = &staged {
+            file.sync_all()
+                .map_err(|e| StoreError::io(temp.path(), e))?;
+        }
         let manifest = builder.finish();
         manifest.validate().map_err(StoreError::InvalidManifest)?;
         let id = manifest.id();
-        let chunks_dir = self.layout.chunks_dir(&id);
-        if staged.is_empty() {
-            atomic::create_dir_durable(&self.layout.object_dir(&id))?;
-        } else {
-            atomic::create_dir_durable(&chunks_dir)?;
-        }
+        atomic::create_dir_durable(&self.layout.object_dir(&id))?;
         self.write_pin_marker(&id)?;
-        let staged_count = staged.len();
-        for (index, temp) in staged.into_iter().enumerate() {
-            temp.rename_to(&self.layout.chunk_path(&id, index as u32))?;
-        }
-        if staged_count > 0 {
-            atomic::fsync_dir(&chunks_dir)?;
+        if let Some((temp, file)) = staged {
+            drop(file);
+            temp.rename_to(&self.layout.data_path(&id))?;
+            // Its fsync of the object directory makes the data file's rename durable too.
+            let all = vec![true; manifest.chunk_count() as usize];
+            held::rewrite(&self.layout.tmp, &self.layout.held_path(&id), &all)?;
         }
         let bytes = manifest.encode();
         atomic::write_atomic(&self.layout.tmp, &self.layout.manifest_path(&id), &bytes)?;

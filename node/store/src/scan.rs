@@ -1,9 +1,10 @@
-//! Reading the store's state back from disk: verified manifests, the chunks and pin of one
+//! Reading the store's state back from disk: verified manifests, the chunks held and pin of one
 //! object, a full scan on open, and the removal of what a crash left half-made.
 //!
-//! Nothing is trusted: a manifest is checked against its id every time it is read from disk, and
-//! a chunk file whose length is wrong is removed. Chunk contents are checked when they are read
-//! (see `store.rs`), not here, to keep opening a large store cheap.
+//! Nothing is trusted: a manifest is checked against its id every time it is read from disk, the
+//! `held` log is read within bounds set by the manifest, and a chunk the data file is too short
+//! to contain does not count as held. Chunk contents are checked when they are read (see
+//! `store.rs`), not here, to keep opening a large store cheap.
 
 use std::fs;
 use std::io::{self, Read};
@@ -12,8 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use nearcast_proto::content::{MAX_MANIFEST_BYTES, Manifest, ObjectId};
 
-use crate::atomic::{self, fsync_dir};
+use crate::atomic;
 use crate::error::{Result, StoreError};
+use crate::held;
 use crate::index::{Entry, Index};
 use crate::layout::{self, Layout};
 
@@ -68,8 +70,8 @@ pub(crate) fn read_manifest(layout: &Layout, id: &ObjectId) -> Result<ManifestFi
     }
 }
 
-/// Builds the index entry of an object whose manifest is `m`: which chunk files are present
-/// with the right length (others are removed) and whether it is pinned.
+/// Builds the index entry of an object whose manifest is `m`: the chunks its `held` log names
+/// that the data file is long enough to contain, and whether it is pinned.
 pub(crate) fn load_entry(
     layout: &Layout,
     id: &ObjectId,
@@ -82,39 +84,54 @@ pub(crate) fn load_entry(
     if m.chunk_count() == 0 {
         return Ok(entry);
     }
-    let dir = layout.chunks_dir(id);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(entry),
-        Err(e) => return Err(StoreError::io(&dir, e)),
+    // The log first, then the data file's length: a record is appended only after its bytes
+    // were written, so every record read here has its bytes within the length read next
+    // unless the file was cut short since.
+    let log = layout.held_path(id);
+    let replay = held::read(&log, m.chunk_count())?;
+    if replay.skipped > 0 {
+        tracing::warn!(%id, bytes = replay.skipped, "skipped bytes of the held log that are not records");
+    }
+    let data = layout.data_path(id);
+    let data_len = match fs::metadata(&data) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(StoreError::io(&data, e)),
     };
-    let mut removed = false;
-    for item in entries {
-        let item = item.map_err(|e| StoreError::io(&dir, e))?;
-        let Some(index) = item.file_name().to_str().and_then(layout::parse_chunk_name) else {
-            continue;
-        };
-        if index >= m.chunk_count() {
-            continue;
-        }
-        let Ok(meta) = item.metadata() else { continue };
-        let expected = m.chunk_len(index) as u64;
-        if meta.is_file() && meta.len() == expected {
-            entry.set_held(index, expected, true);
+    let mut cut = 0u32;
+    for (index, _) in replay.held.iter().enumerate().filter(|(_, h)| **h) {
+        let index = index as u32;
+        let len = m.chunk_len(index) as u64;
+        if m.chunk_offset(index) + len <= data_len {
+            entry.set_held(index, len, true);
         } else {
-            tracing::warn!(%id, index, len = meta.len(), expected,
-                "removing chunk file of the wrong length");
-            match fs::remove_file(item.path()) {
-                Ok(()) => removed = true,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io(item.path(), e)),
-            }
+            cut += 1;
         }
     }
-    if removed {
-        fsync_dir(&dir)?;
+    if cut > 0 {
+        tracing::warn!(%id, chunks = cut, data_len,
+            "data file too short for chunks its log names; they count as not held");
+    }
+    if replay.too_long {
+        tracing::warn!(%id, "held log over its bound; rewriting it");
+        held::rewrite(&layout.tmp, &log, &entry.held)?;
     }
     Ok(entry)
+}
+
+/// Removes the per-chunk files of the old layout (`<id>/chunks/`), if any.
+fn remove_old_chunks_dir(layout: &Layout, id: &ObjectId) -> Result<()> {
+    let old = layout.old_chunks_dir(id);
+    if !old.is_dir() {
+        return Ok(());
+    }
+    tracing::info!(%id, path = %old.display(),
+        "removing chunk files of the old store layout; the chunks will be fetched again");
+    match fs::remove_dir_all(&old) {
+        Ok(()) => atomic::fsync_parent(&old),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(&old, e)),
+    }
 }
 
 /// Removes a whole object directory (manifest, chunks and marker).
@@ -133,10 +150,15 @@ pub(crate) fn remove_object_dir(layout: &Layout, id: &ObjectId) -> Result<bool> 
 /// a writer that is gone, or (without a marker) it has not changed for a while.
 fn orphan_is_stale(layout: &Layout, id: &ObjectId) -> bool {
     let dir = layout.object_dir(id);
-    let newest = [dir.clone(), layout.chunks_dir(id), layout.pinned_path(id)]
-        .iter()
-        .filter_map(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
-        .max();
+    let newest = [
+        dir.clone(),
+        layout.data_path(id),
+        layout.held_path(id),
+        layout.pinned_path(id),
+    ]
+    .iter()
+    .filter_map(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
+    .max();
     let writer = fs::read_to_string(layout.pinned_path(id))
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok());
@@ -153,8 +175,8 @@ fn orphan_is_stale(layout: &Layout, id: &ObjectId) -> bool {
 /// between creating the directory and renaming the manifest into it).
 const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Scans every object directory into `index`: verified manifests, chunk files, pins. Corrupt
-/// manifests and stale half-written objects are removed.
+/// Scans every object directory into `index`: verified manifests, held chunks, pins. Corrupt
+/// manifests, stale half-written objects and chunk files of the old layout are removed.
 pub(crate) fn scan_all(layout: &Layout, index: &mut Index) -> Result<()> {
     for id in list_object_dirs(layout)? {
         match read_manifest(layout, &id)? {
@@ -163,6 +185,7 @@ pub(crate) fn scan_all(layout: &Layout, index: &mut Index) -> Result<()> {
                 len,
                 mtime,
             } => {
+                remove_old_chunks_dir(layout, &id)?;
                 let entry = load_entry(layout, &id, &manifest, len, mtime)?;
                 index.insert(id, entry);
             }

@@ -6,9 +6,15 @@
 //! Several processes may open the same directory (the seeder daemon and `nearcast-seeder add`):
 //! an id missing from the index is looked up on disk, and [`Store::rescan`] picks up everything
 //! another process added or removed.
+//!
+//! A chunk is stored by writing its verified bytes at its offset in the object's data file, then
+//! appending a record to its `held` log (see `held.rs`); it is read only if the index, loaded
+//! from that log, says it is held, and verified again. Chunks that another process appends to
+//! an object this one has already indexed are seen after [`Store::rescan`] (published objects
+//! appear whole, manifest last, so this only matters for two processes downloading one object).
 
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::fs::{self, File, OpenOptions};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
@@ -17,6 +23,7 @@ use nearcast_proto::content::{Body, Manifest, ObjectId};
 
 use crate::atomic::{self, TempFile};
 use crate::error::{CorruptPart, Result, StoreError};
+use crate::held::{self, Kind};
 use crate::index::Index;
 use crate::layout::Layout;
 use crate::scan::{self, ManifestFile};
@@ -59,11 +66,12 @@ pub struct StoreUsage {
 pub struct StoreOptions {
     /// Most bytes kept before least recently used unpinned objects are evicted (`None`: never).
     pub budget: Option<u64>,
-    /// Fsync every chunk stored by [`Store::put_chunk`] and its directory (default `true`).
-    /// With `false` (for a peer's cache), a chunk written just before a power failure may be
-    /// lost or damaged on disk; it is then found (length on open, hash on read), removed and
-    /// fetched again. A process crash (kill -9) loses nothing either way. Manifests, pins and
-    /// published chunks are always synced.
+    /// Fdatasync the data file after every chunk stored by [`Store::put_chunk`], and the
+    /// `held` log after its record is appended (default `true`). With `false` (for a peer's
+    /// cache), a chunk written just before a power failure may be lost or damaged on disk; it
+    /// is then found (data file length on open, hash on read), dropped and fetched again. A
+    /// process crash (kill -9) loses nothing either way. Manifests, pins and published objects
+    /// are always synced.
     pub sync_chunks: bool,
 }
 
@@ -184,10 +192,10 @@ impl Store {
             return Ok(id);
         }
         let bytes = m.encode();
+        atomic::create_dir_durable(&self.layout.object_dir(&id))?;
         if m.chunk_count() > 0 {
-            atomic::create_dir_durable(&self.layout.chunks_dir(&id))?;
-        } else {
-            atomic::create_dir_durable(&self.layout.object_dir(&id))?;
+            // Made durable by the fsync of the object directory when the manifest goes in.
+            self.create_chunk_files(&id, m.size)?;
         }
         atomic::write_atomic(&self.layout.tmp, &manifest_path, &bytes)?;
         let entry = scan::load_entry(&self.layout, &id, m, bytes.len() as u64, scan::now_secs())?;
@@ -267,25 +275,20 @@ impl Store {
                 index,
                 source,
             })?;
-        let target = self.layout.chunk_path(id, index);
         let mut attempt = 0;
         loop {
-            let temp = TempFile::write_with(&self.layout.tmp, data, self.sync_chunks)?;
-            let committed = if self.sync_chunks {
-                temp.commit(&target)
-            } else {
-                temp.rename_to(&target)
-            };
-            match committed {
+            match self.write_chunk(id, m.chunk_offset(index), index, data) {
                 Ok(()) => break,
                 Err(e) if e.is_not_found() && attempt == 0 => {
                     attempt += 1;
-                    // The chunks directory is gone: recreate it if the object still exists.
+                    // The data file or log is gone: recreate them if the object still exists.
                     if !scan::exists(&self.layout.manifest_path(id)) {
                         self.lock().remove(id);
                         return Err(StoreError::NotFound(*id));
                     }
-                    atomic::create_dir_durable(&self.layout.chunks_dir(id))?;
+                    if self.create_chunk_files(id, m.size)? {
+                        atomic::fsync_dir(&self.layout.object_dir(id))?;
+                    }
                 }
                 Err(e) => return Err(e),
             }
@@ -300,8 +303,9 @@ impl Store {
     }
 
     /// Chunk `index` of `id`, verified. `Ok(None)` if the object or chunk is not held (or the
-    /// index is out of range). A chunk file that fails verification is removed and reported as
-    /// [`StoreError::Corrupt`]; unverified bytes are never returned.
+    /// index is out of range). A chunk whose bytes in the data file fail verification (or that
+    /// the file is too short to contain) is dropped from the held set, on disk too, and reported
+    /// as [`StoreError::Corrupt`]; it can be stored again. Unverified bytes are never returned.
     pub fn chunk(&self, id: &ObjectId, index: u32) -> Result<Option<Vec<u8>>> {
         match self.manifest_arc(id)? {
             Some(m) => self.chunk_of(id, &m, index),
@@ -309,48 +313,133 @@ impl Store {
         }
     }
 
-    fn chunk_of(&self, id: &ObjectId, m: &Manifest, index: u32) -> Result<Option<Vec<u8>>> {
-        if index >= m.chunk_count() {
-            return Ok(None);
+    /// Creates the data file (sparse, `size` bytes) and the empty `held` log of `id` where
+    /// missing, without syncing the object directory; returns whether either was created.
+    fn create_chunk_files(&self, id: &ObjectId, size: u64) -> Result<bool> {
+        let mut created = false;
+        let data = self.layout.data_path(id);
+        match OpenOptions::new().write(true).create_new(true).open(&data) {
+            Ok(f) => {
+                f.set_len(size).map_err(|e| StoreError::io(&data, e))?;
+                created = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::io(&data, e)),
         }
-        let path = self.layout.chunk_path(id, index);
-        let expected = m.chunk_len(index);
-        let file = match File::open(&path) {
-            Ok(f) => f,
+        let log = self.layout.held_path(id);
+        match OpenOptions::new().write(true).create_new(true).open(&log) {
+            Ok(_) => created = true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::io(&log, e)),
+        }
+        Ok(created)
+    }
+
+    /// Writes verified chunk `index` at `offset` of the data file of `id`, then appends its
+    /// record to the `held` log (syncing both first if `sync_chunks`).
+    fn write_chunk(&self, id: &ObjectId, offset: u64, index: u32, data: &[u8]) -> Result<()> {
+        let path = self.layout.data_path(id);
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        pio::write_all_at(&file, data, offset)
+            .and_then(|()| {
+                if self.sync_chunks {
+                    file.sync_data()
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| StoreError::io(&path, e))?;
+        drop(file);
+        held::append(
+            &self.layout.held_path(id),
+            index,
+            Kind::Held,
+            self.sync_chunks,
+        )
+    }
+
+    /// Whether the index says chunk `index` of `id` is held.
+    fn held_in_index(&self, id: &ObjectId, index: u32) -> bool {
+        self.lock()
+            .get(id)
+            .and_then(|e| e.held.get(index as usize).copied())
+            .unwrap_or(false)
+    }
+
+    /// Opens the data file of `id` for reading; `None` (and every chunk marked not held) if it
+    /// is missing.
+    fn open_data(&self, id: &ObjectId, m: &Manifest) -> Result<Option<File>> {
+        let path = self.layout.data_path(id);
+        match File::open(&path) {
+            Ok(f) => Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.lock().set_held(id, index, expected as u64, false);
-                return Ok(None);
+                tracing::warn!(%id, path = %path.display(), "data file missing; no chunk is held");
+                let mut idx = self.lock();
+                for index in 0..m.chunk_count() {
+                    idx.set_held(id, index, m.chunk_len(index) as u64, false);
+                }
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    /// Reads chunk `index` of `id` from `file` into `buf` (exactly the chunk's length) and
+    /// verifies it. A chunk that is cut short or fails verification is dropped from the held
+    /// set (a `DROPPED` record is appended to the log) and reported as [`StoreError::Corrupt`].
+    fn read_verified(
+        &self,
+        file: &File,
+        id: &ObjectId,
+        m: &Manifest,
+        index: u32,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let path = self.layout.data_path(id);
+        let reason = match pio::read_exact_at(file, buf, m.chunk_offset(index)) {
+            Ok(()) => match m.verify_chunk(index, buf) {
+                Ok(()) => return Ok(()),
+                Err(e) => e.to_string(),
+            },
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                "the data file ends inside the chunk".to_string()
             }
             Err(e) => return Err(StoreError::io(&path, e)),
         };
-        let len = file.metadata().map_err(|e| StoreError::io(&path, e))?.len();
-        let reason = if len != expected as u64 {
-            format!("file has {len} bytes, expected {expected}")
-        } else {
-            let mut buf = Vec::with_capacity(expected);
-            file.take(expected as u64 + 1)
-                .read_to_end(&mut buf)
-                .map_err(|e| StoreError::io(&path, e))?;
-            match m.verify_chunk(index, &buf) {
-                Ok(()) => {
-                    self.lock().set_held(id, index, expected as u64, true);
-                    return Ok(Some(buf));
-                }
-                Err(e) => e.to_string(),
-            }
-        };
         tracing::warn!(%id, index, path = %path.display(), %reason,
-            "corrupt chunk on disk; removing it");
-        if let Err(e) = atomic::remove_file_durable(&path) {
-            tracing::warn!(error = %e, "could not remove corrupt chunk");
-        }
-        self.lock().set_held(id, index, expected as u64, false);
+            "corrupt chunk on disk; dropping it");
+        self.drop_chunk(id, m, index);
         Err(StoreError::Corrupt {
             id: *id,
             part: CorruptPart::Chunk(index),
             path,
             reason,
         })
+    }
+
+    /// Removes chunk `index` of `id` from the held set, on disk and in the index.
+    fn drop_chunk(&self, id: &ObjectId, m: &Manifest, index: u32) {
+        self.lock()
+            .set_held(id, index, m.chunk_len(index) as u64, false);
+        let log = self.layout.held_path(id);
+        if let Err(e) = held::append(&log, index, Kind::Dropped, self.sync_chunks) {
+            tracing::warn!(error = %e, "could not record a dropped chunk");
+        }
+    }
+
+    fn chunk_of(&self, id: &ObjectId, m: &Manifest, index: u32) -> Result<Option<Vec<u8>>> {
+        if index >= m.chunk_count() || !self.held_in_index(id, index) {
+            return Ok(None);
+        }
+        let Some(file) = self.open_data(id, m)? else {
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; m.chunk_len(index)];
+        self.read_verified(&file, id, m, index, &mut buf)?;
+        Ok(Some(buf))
     }
 
     /// Whether chunk `index` of `id` is held (as far as the index knows; reads verify).
@@ -429,8 +518,10 @@ impl Store {
         self.read_range(id, 0, u64::MAX)
     }
 
-    /// Bytes `offset .. offset + len` of `id` (cut at the object's end), from verified chunks.
-    /// Fails with [`StoreError::MissingChunk`] if a needed chunk is not held.
+    /// Bytes `offset .. offset + len` of `id` (cut at the object's end), read from the data file
+    /// with one open; every chunk the range touches is read whole and verified before any of its
+    /// bytes are returned. Fails with [`StoreError::MissingChunk`] if a needed chunk is not held
+    /// and with [`StoreError::Corrupt`] (dropping the chunk) if one fails verification.
     pub fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<Vec<u8>> {
         let m = self.manifest_arc(id)?.ok_or(StoreError::NotFound(*id))?;
         if offset > m.size {
@@ -456,15 +547,39 @@ impl Store {
         }
         let cs = m.chunk_size as u64;
         let first = (offset / cs) as u32;
-        let last = ((end - 1) / cs) as u32;
-        for index in first..=last.min(chunks.saturating_sub(1)) {
-            let data = self
-                .chunk_of(id, &m, index)?
+        let last = (((end - 1) / cs) as u32).min(chunks.saturating_sub(1));
+        // Every chunk the range touches is read whole and verified before any byte of it is
+        // returned; chunks the range covers entirely are read straight into `out`.
+        let mut file = None;
+        let mut part = Vec::new();
+        for index in first..=last {
+            if !self.held_in_index(id, index) {
+                return Err(StoreError::MissingChunk { id: *id, index });
+            }
+            if file.is_none() {
+                file = self.open_data(id, &m)?;
+            }
+            let f = file
+                .as_ref()
                 .ok_or(StoreError::MissingChunk { id: *id, index })?;
             let start = m.chunk_offset(index);
-            let from = offset.saturating_sub(start) as usize;
-            let to = ((end - start) as usize).min(data.len());
-            out.extend_from_slice(data.get(from..to).unwrap_or_default());
+            let clen = m.chunk_len(index);
+            if start >= offset && start + clen as u64 <= end {
+                let at = out.len();
+                out.resize(at + clen, 0);
+                let filled =
+                    self.read_verified(f, id, &m, index, out.get_mut(at..).unwrap_or_default());
+                if let Err(e) = filled {
+                    out.truncate(at);
+                    return Err(e);
+                }
+            } else {
+                part.resize(clen, 0);
+                self.read_verified(f, id, &m, index, &mut part)?;
+                let from = offset.saturating_sub(start) as usize;
+                let to = ((end - start) as usize).min(clen);
+                out.extend_from_slice(part.get(from..to).unwrap_or_default());
+            }
         }
         Ok(out)
     }
@@ -649,13 +764,49 @@ impl Store {
         Ok(())
     }
 
-    /// Path of chunk `index` of `id` (for tests and diagnostics; read through [`Store::chunk`]).
-    pub fn chunk_path(&self, id: &ObjectId, index: u32) -> PathBuf {
-        self.layout.chunk_path(id, index)
+    /// Path of the data file of `id`, which holds chunk `i` at byte `i * chunk_size` (for
+    /// tests and diagnostics; read through [`Store::chunk`]).
+    pub fn data_path(&self, id: &ObjectId) -> PathBuf {
+        self.layout.data_path(id)
+    }
+
+    /// Path of the `held` log of `id` (for tests and diagnostics).
+    pub fn held_path(&self, id: &ObjectId) -> PathBuf {
+        self.layout.held_path(id)
     }
 
     /// Path of the manifest of `id` (for tests and diagnostics).
     pub fn manifest_path(&self, id: &ObjectId) -> PathBuf {
         self.layout.manifest_path(id)
+    }
+}
+
+/// Positioned reads and writes.
+mod pio {
+    use std::fs::File;
+    use std::io;
+
+    #[cfg(unix)]
+    pub fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(file, data, offset)
+    }
+
+    #[cfg(unix)]
+    pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+
+    #[cfg(not(unix))]
+    pub fn write_all_at(mut file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        file.seek(SeekFrom::Start(offset))?;
+        file.write_all(data)
+    }
+
+    #[cfg(not(unix))]
+    pub fn read_exact_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(buf)
     }
 }

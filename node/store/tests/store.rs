@@ -1,7 +1,8 @@
 //! Integration tests of the on-disk store: round trips, restarts, corruption, crash leftovers,
-//! rejected chunks, eviction, two handles on one directory, unusable directories.
+//! rejected chunks, eviction, two handles on one directory, unusable directories, damaged logs.
 
 use std::fs;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use nearcast_proto::content::{CHUNK_SIZE, ObjectId, manifest_for};
@@ -105,11 +106,19 @@ fn corrupted_chunks_are_detected_removed_and_never_returned() {
     let id = store.add_bytes(&big, "image/png").expect("add");
     let other_id = store.add_bytes(&other, "image/png").expect("add other");
 
-    // Flip one byte of chunk 1.
-    let p1 = store.chunk_path(&id, 1);
-    let mut bytes = fs::read(&p1).expect("read chunk");
-    bytes[1000] ^= 0x40;
-    fs::write(&p1, &bytes).expect("corrupt");
+    // Flip one byte of chunk 1 in the data file.
+    let cs = CHUNK_SIZE as usize;
+    let data_path = store.data_path(&id);
+    let data_file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&data_path)
+        .expect("open data");
+    let at = cs as u64 + 1000;
+    let mut byte = [0u8; 1];
+    data_file.read_exact_at(&mut byte, at).expect("read byte");
+    byte[0] ^= 0x40;
+    data_file.write_all_at(&byte, at).expect("corrupt");
     match store.chunk(&id, 1) {
         Err(StoreError::Corrupt { id: cid, part, .. }) => {
             assert_eq!(cid, id);
@@ -117,7 +126,6 @@ fn corrupted_chunks_are_detected_removed_and_never_returned() {
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    assert!(!p1.exists(), "corrupt chunk removed");
     assert_eq!(store.chunk(&id, 1).expect("second read"), None);
     assert!(!store.has_chunk(&id, 1));
     assert!(!store.is_complete(&id));
@@ -130,14 +138,16 @@ fn corrupted_chunks_are_detected_removed_and_never_returned() {
         Err(StoreError::MissingChunk { index: 1, .. })
     ));
 
-    // Truncate chunk 2 (the short last chunk), read through read_range.
-    let p2 = store.chunk_path(&id, 2);
-    let len = fs::metadata(&p2).expect("meta").len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&p2)
-        .and_then(|f| f.set_len(len - 1))
-        .expect("truncate");
+    // The drop is recorded on disk: another handle (or a restart) does not hold it either.
+    let second = Store::open(dir.path(), None).expect("second handle");
+    assert_eq!(
+        second.chunks_held(&id).expect("held"),
+        vec![true, false, true]
+    );
+    drop(second);
+
+    // Cut the data file inside chunk 2 (the short last chunk), read through read_range.
+    data_file.set_len(big.len() as u64 - 1).expect("truncate");
     let err = store.read_range(&id, 2 * CHUNK_SIZE as u64, 10);
     assert!(
         matches!(
@@ -149,7 +159,7 @@ fn corrupted_chunks_are_detected_removed_and_never_returned() {
         ),
         "{err:?}"
     );
-    assert!(!p2.exists());
+    assert!(!store.has_chunk(&id, 2));
 
     // The rest is intact; refetching the chunk repairs the object.
     assert_eq!(
@@ -157,37 +167,163 @@ fn corrupted_chunks_are_detected_removed_and_never_returned() {
         Some(&big[..CHUNK_SIZE as usize])
     );
     assert_eq!(store.read_object(&other_id).expect("other"), other);
-    let cs = CHUNK_SIZE as usize;
     store
         .put_chunk(&id, 1, &big[cs..2 * cs])
         .expect("refetch 1");
     store.put_chunk(&id, 2, &big[2 * cs..]).expect("refetch 2");
     assert_eq!(store.read_object(&id).expect("repaired"), big);
+    drop(store);
+    let store = Store::open(dir.path(), None).expect("reopen");
+    assert!(store.is_complete(&id));
+    assert_eq!(store.read_object(&id).expect("repaired"), big);
 }
 
 #[test]
-fn truncated_chunk_found_on_open_is_dropped() {
+fn truncated_data_file_found_on_open_is_dropped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let big = data(600 * 1024, 4);
+    let cs = CHUNK_SIZE as usize;
     let id = {
         let store = Store::open(dir.path(), Some(u64::MAX)).expect("open");
         store.add_bytes(&big, "x/y").expect("add")
     };
-    let path = Store::open(dir.path(), None)
-        .expect("open")
-        .chunk_path(&id, 0);
-    fs::write(&path, b"short").expect("truncate");
+    let path = Store::open(dir.path(), None).expect("open").data_path(&id);
+    // Cut inside chunk 1: chunks 1 and 2 are gone.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(2 * CHUNK_SIZE as u64 - 5))
+        .expect("truncate");
     let store = Store::open(dir.path(), None).expect("reopen");
     assert_eq!(
         store.chunks_held(&id).expect("held"),
-        vec![false, true, true]
+        vec![true, false, false]
     );
-    assert!(!path.exists());
-    assert_eq!(store.chunk(&id, 0).expect("absent"), None);
+    assert_eq!(store.chunk(&id, 1).expect("absent"), None);
     assert_eq!(
-        store.chunk(&id, 1).expect("ok").as_deref(),
-        Some(&big[CHUNK_SIZE as usize..2 * CHUNK_SIZE as usize])
+        store.chunk(&id, 0).expect("ok").as_deref(),
+        Some(&big[..cs])
     );
+    // Storing them again repairs the object (the last one first: the file grows past the hole).
+    store.put_chunk(&id, 2, &big[2 * cs..]).expect("c2");
+    store.put_chunk(&id, 1, &big[cs..2 * cs]).expect("c1");
+    drop(store);
+    let store = Store::open(dir.path(), None).expect("reopen");
+    assert!(store.is_complete(&id));
+    assert_eq!(store.read_object(&id).expect("read"), big);
+}
+
+#[test]
+fn damaged_held_logs_are_bounded_and_never_make_bad_bytes_valid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let content = data(3 * CHUNK_SIZE as usize, 12);
+    let cs = CHUNK_SIZE as usize;
+    let m = manifest_for(&content, "x/y");
+    let id = {
+        let store = Store::open(dir.path(), None).expect("open");
+        let id = store.put_manifest(&m).expect("manifest");
+        store.put_chunk(&id, 0, &content[..cs]).expect("c0");
+        store.put_chunk(&id, 2, &content[2 * cs..]).expect("c2");
+        id
+    };
+    let held_path = Store::open(dir.path(), None).expect("open").held_path(&id);
+    let good_log = fs::read(&held_path).expect("log");
+    assert_eq!(good_log.len(), 16, "one 8-byte record per chunk stored");
+
+    // A torn last record (a crash mid-append) is ignored.
+    let mut torn = good_log.clone();
+    torn.extend_from_slice(&[1, 0, 0]);
+    fs::write(&held_path, &torn).expect("torn");
+    let store = Store::open(dir.path(), None).expect("reopen");
+    assert_eq!(
+        store.chunks_held(&id).expect("held"),
+        vec![true, false, true]
+    );
+    drop(store);
+
+    // Garbage, and a huge sparse tail, cost a bounded read; nothing in them counts as held.
+    let mut junk = good_log.clone();
+    junk.extend((0..4096u32).map(|i| (i * 7 + 3) as u8));
+    fs::write(&held_path, &junk).expect("junk");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&held_path)
+        .and_then(|f| f.set_len(1 << 34))
+        .expect("huge");
+    let store = Store::open(dir.path(), None).expect("reopen");
+    assert_eq!(
+        store.chunks_held(&id).expect("held"),
+        vec![true, false, true]
+    );
+    assert!(
+        fs::metadata(&held_path).expect("log").len() < 1 << 20,
+        "an over-long log is rewritten"
+    );
+    // The object still completes.
+    store.put_chunk(&id, 1, &content[cs..2 * cs]).expect("c1");
+    assert_eq!(store.read_object(&id).expect("read"), content);
+    drop(store);
+
+    // A log claiming a chunk whose bytes never reached the disk (a power cut without sync):
+    // the chunk fails verification on read, is dropped, and is never returned.
+    let fresh = data(2 * cs, 13);
+    let fm = manifest_for(&fresh, "x/y");
+    let store = Store::open(dir.path(), None).expect("reopen");
+    let fid = store.put_manifest(&fm).expect("manifest");
+    store.put_chunk(&fid, 0, &fresh[..cs]).expect("c0");
+    store.put_chunk(&fid, 1, &fresh[cs..]).expect("c1");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(store.data_path(&fid))
+        .and_then(|f| f.write_all_at(&vec![0u8; cs], cs as u64))
+        .expect("zero chunk 1");
+    drop(store);
+    let store = Store::open(dir.path(), None).expect("reopen");
+    assert_eq!(store.chunks_held(&fid).expect("held"), vec![true, true]);
+    assert!(matches!(
+        store.read_object(&fid),
+        Err(StoreError::Corrupt {
+            part: CorruptPart::Chunk(1),
+            ..
+        })
+    ));
+    assert_eq!(store.chunk(&fid, 1).expect("dropped"), None);
+    drop(store);
+    let store = Store::open(dir.path(), None).expect("reopen");
+    assert_eq!(store.chunks_held(&fid).expect("held"), vec![true, false]);
+
+    // A record whose index was altered no longer matches its check: it is not a record.
+    let mut log = fs::read(store.held_path(&fid)).expect("log");
+    log.truncate(8);
+    log[0] ^= 1;
+    fs::write(store.held_path(&fid), &log).expect("alter");
+    drop(store);
+    let store = Store::open(dir.path(), None).expect("reopen");
+    assert_eq!(store.chunks_held(&fid).expect("held"), vec![false, false]);
+}
+
+#[test]
+fn chunk_files_of_the_old_layout_are_removed_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let content = data(2 * CHUNK_SIZE as usize, 14);
+    let cs = CHUNK_SIZE as usize;
+    let m = manifest_for(&content, "x/y");
+    let id = {
+        let store = Store::open(dir.path(), None).expect("open");
+        store.put_manifest(&m).expect("manifest")
+    };
+    let object_dir = {
+        let s = Store::open(dir.path(), None).expect("open");
+        s.manifest_path(&id).parent().expect("dir").to_path_buf()
+    };
+    fs::create_dir_all(object_dir.join("chunks")).expect("old dir");
+    fs::write(object_dir.join("chunks/0"), &content[..cs]).expect("old chunk");
+    let store = Store::open(dir.path(), None).expect("reopen");
+    assert!(!object_dir.join("chunks").exists());
+    assert_eq!(store.chunks_held(&id).expect("held"), vec![false, false]);
+    store.put_chunk(&id, 0, &content[..cs]).expect("c0");
+    store.put_chunk(&id, 1, &content[cs..]).expect("c1");
+    assert_eq!(store.read_object(&id).expect("read"), content);
 }
 
 #[test]
@@ -238,10 +374,10 @@ fn crash_leftovers_are_cleaned_and_not_objects() {
     // A writer (pid that cannot exist) killed mid-write: temporaries, trash, an unparseable name.
     let tmp = dir.path().join("tmp");
     fs::write(tmp.join("4294967295.7.tmp"), vec![1u8; 1000]).expect("temp");
-    fs::create_dir_all(tmp.join("4294967295.8.trash/chunks")).expect("trash");
-    fs::write(tmp.join("4294967295.8.trash/chunks/0"), b"x").expect("trash chunk");
+    fs::create_dir_all(tmp.join("4294967295.8.trash")).expect("trash");
+    fs::write(tmp.join("4294967295.8.trash/data"), b"x").expect("trash data");
     fs::write(tmp.join("weird"), b"x").expect("junk");
-    // A publish killed after its pin marker and a chunk, before the manifest.
+    // A publish killed after its pin marker, data file and log, before the manifest.
     let half = data(600 * 1024, 8);
     let half_id = manifest_for(&half, "x/y").id();
     let half_dir = {
@@ -251,8 +387,9 @@ fn crash_leftovers_are_cleaned_and_not_objects() {
             .expect("object dir")
             .to_path_buf()
     };
-    fs::create_dir_all(half_dir.join("chunks")).expect("dirs");
-    fs::write(half_dir.join("chunks/0"), &half[..CHUNK_SIZE as usize]).expect("chunk");
+    fs::create_dir_all(&half_dir).expect("dirs");
+    fs::write(half_dir.join("data"), &half).expect("data");
+    fs::write(half_dir.join("held"), b"").expect("log");
     fs::write(half_dir.join("pinned"), b"4294967295\n").expect("marker");
     // A temporary of a live process (ours) is left alone.
     let live = tmp.join(format!("{}.999999.tmp", std::process::id()));
@@ -300,8 +437,11 @@ fn wrong_chunks_are_rejected_and_nothing_is_stored() {
         store.put_chunk(&id, 9, &content[..cs]),
         Err(StoreError::Rejected { .. })
     ));
-    assert!(!store.chunk_path(&id, 0).exists());
-    assert!(!store.chunk_path(&id, 9).exists());
+    assert_eq!(
+        fs::metadata(store.held_path(&id)).expect("log").len(),
+        0,
+        "nothing recorded as held"
+    );
     assert_eq!(store.chunks_held(&id).expect("held"), vec![false; 3]);
     assert_eq!(store.usage().bytes, before);
     assert!(tmp_entries(dir.path()).is_empty());
