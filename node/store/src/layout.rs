@@ -15,9 +15,9 @@
 //! held once its bytes are in `data` and a record naming it is in `held`; the bytes are verified
 //! against the manifest on every read all the same.
 //!
-//! Stores written before this layout kept one file per chunk in `<id>/chunks/<i>`; such
-//! directories are removed when the store is opened (their chunks count as not held and are
-//! fetched again). There were no deployed stores to migrate.
+//! Stores written before this layout kept one file per chunk in `<id>/chunks/<i>`; when the
+//! store is opened, the chunks of such a directory that verify are moved into `data` and
+//! `held`, and the directory is removed.
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +28,7 @@ pub(crate) const TMP_DIR: &str = "tmp";
 pub(crate) const MANIFEST_FILE: &str = "manifest";
 pub(crate) const DATA_FILE: &str = "data";
 pub(crate) const HELD_FILE: &str = "held";
-/// Per-chunk files of the old layout, removed on open.
+/// Per-chunk files of the old layout, moved into the data file on open.
 pub(crate) const OLD_CHUNKS_DIR: &str = "chunks";
 pub(crate) const PINNED_FILE: &str = "pinned";
 

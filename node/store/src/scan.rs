@@ -119,14 +119,66 @@ pub(crate) fn load_entry(
     Ok(entry)
 }
 
-/// Removes the per-chunk files of the old layout (`<id>/chunks/`), if any.
-fn remove_old_chunks_dir(layout: &Layout, id: &ObjectId) -> Result<()> {
+/// Moves the per-chunk files of the old layout (`<id>/chunks/<i>`), if any, into the object's
+/// data file and `held` log, then removes them. Only chunks that verify against the manifest are
+/// kept. Safe to repeat: the files are removed only after the data file is synced and the log
+/// rewritten, so a crash in between redoes the move at the next open.
+fn migrate_old_chunks(layout: &Layout, id: &ObjectId, m: &Manifest) -> Result<()> {
     let old = layout.old_chunks_dir(id);
     if !old.is_dir() {
         return Ok(());
     }
-    tracing::info!(%id, path = %old.display(),
-        "removing chunk files of the old store layout; the chunks will be fetched again");
+    let chunks = m.chunk_count();
+    let log = layout.held_path(id);
+    let mut held = held::read(&log, chunks)?.held;
+    let data_path = layout.data_path(id);
+    let mut moved = 0u32;
+    let mut dropped = 0u32;
+    if chunks > 0 {
+        let data = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&data_path)
+            .map_err(|e| StoreError::io(&data_path, e))?;
+        let len = data
+            .metadata()
+            .map_err(|e| StoreError::io(&data_path, e))?
+            .len();
+        if len < m.size {
+            data.set_len(m.size)
+                .map_err(|e| StoreError::io(&data_path, e))?;
+        }
+        for index in 0..chunks {
+            let path = old.join(index.to_string());
+            let expected = m.chunk_len(index) as u64;
+            let bytes = match fs::File::open(&path) {
+                Ok(f) => {
+                    let mut buf = Vec::with_capacity(expected as usize);
+                    f.take(expected + 1)
+                        .read_to_end(&mut buf)
+                        .map_err(|e| StoreError::io(&path, e))?;
+                    buf
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io(&path, e)),
+            };
+            if m.verify_chunk(index, &bytes).is_err() {
+                dropped += 1;
+                continue;
+            }
+            std::os::unix::fs::FileExt::write_all_at(&data, &bytes, m.chunk_offset(index))
+                .map_err(|e| StoreError::io(&data_path, e))?;
+            if let Some(h) = held.get_mut(index as usize) {
+                *h = true;
+            }
+            moved += 1;
+        }
+        data.sync_all().map_err(|e| StoreError::io(&data_path, e))?;
+        held::rewrite(&layout.tmp, &log, &held)?;
+    }
+    tracing::info!(%id, moved, dropped, path = %old.display(),
+        "moved chunk files of the old store layout into the data file");
     match fs::remove_dir_all(&old) {
         Ok(()) => atomic::fsync_parent(&old),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -176,7 +228,8 @@ fn orphan_is_stale(layout: &Layout, id: &ObjectId) -> bool {
 const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Scans every object directory into `index`: verified manifests, held chunks, pins. Corrupt
-/// manifests, stale half-written objects and chunk files of the old layout are removed.
+/// manifests and stale half-written objects are removed; chunk files of the old layout are moved
+/// into the data file.
 pub(crate) fn scan_all(layout: &Layout, index: &mut Index) -> Result<()> {
     for id in list_object_dirs(layout)? {
         match read_manifest(layout, &id)? {
@@ -185,7 +238,7 @@ pub(crate) fn scan_all(layout: &Layout, index: &mut Index) -> Result<()> {
                 len,
                 mtime,
             } => {
-                remove_old_chunks_dir(layout, &id)?;
+                migrate_old_chunks(layout, &id, &manifest)?;
                 let entry = load_entry(layout, &id, &manifest, len, mtime)?;
                 index.insert(id, entry);
             }

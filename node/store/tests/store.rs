@@ -303,26 +303,46 @@ fn damaged_held_logs_are_bounded_and_never_make_bad_bytes_valid() {
 }
 
 #[test]
-fn chunk_files_of_the_old_layout_are_removed_on_open() {
+fn chunk_files_of_the_old_layout_are_moved_into_the_data_file_on_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let content = data(2 * CHUNK_SIZE as usize, 14);
+    let content = data(3 * CHUNK_SIZE as usize, 14);
     let cs = CHUNK_SIZE as usize;
     let m = manifest_for(&content, "x/y");
-    let id = {
+    let (id, object_dir) = {
         let store = Store::open(dir.path(), None).expect("open");
-        store.put_manifest(&m).expect("manifest")
+        let id = store.put_manifest(&m).expect("manifest");
+        store.pin(&id).expect("pin");
+        let d = store
+            .manifest_path(&id)
+            .parent()
+            .expect("dir")
+            .to_path_buf();
+        (id, d)
     };
-    let object_dir = {
-        let s = Store::open(dir.path(), None).expect("open");
-        s.manifest_path(&id).parent().expect("dir").to_path_buf()
-    };
+    // An object as the old layout kept it: manifest, pin and one file per chunk; no data file
+    // or log. Chunk 1 is damaged, chunk 2 missing.
+    fs::remove_file(object_dir.join("data")).expect("no data file");
+    fs::remove_file(object_dir.join("held")).expect("no log");
     fs::create_dir_all(object_dir.join("chunks")).expect("old dir");
-    fs::write(object_dir.join("chunks/0"), &content[..cs]).expect("old chunk");
+    fs::write(object_dir.join("chunks/0"), &content[..cs]).expect("old chunk 0");
+    let mut bad = content[cs..2 * cs].to_vec();
+    bad[7] ^= 1;
+    fs::write(object_dir.join("chunks/1"), &bad).expect("old chunk 1");
     let store = Store::open(dir.path(), None).expect("reopen");
     assert!(!object_dir.join("chunks").exists());
-    assert_eq!(store.chunks_held(&id).expect("held"), vec![false, false]);
-    store.put_chunk(&id, 0, &content[..cs]).expect("c0");
-    store.put_chunk(&id, 1, &content[cs..]).expect("c1");
+    assert!(store.is_pinned(&id));
+    assert_eq!(
+        store.chunks_held(&id).expect("held"),
+        vec![true, false, false]
+    );
+    assert_eq!(
+        store.chunk(&id, 0).expect("c0"),
+        Some(content[..cs].to_vec())
+    );
+    store.put_chunk(&id, 1, &content[cs..2 * cs]).expect("c1");
+    store.put_chunk(&id, 2, &content[2 * cs..]).expect("c2");
+    drop(store);
+    let store = Store::open(dir.path(), None).expect("reopen again");
     assert_eq!(store.read_object(&id).expect("read"), content);
 }
 
