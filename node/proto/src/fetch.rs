@@ -13,6 +13,10 @@ use crate::rng::Rng;
 pub const MAX_CONSECUTIVE_FAILURES: u32 = 24;
 /// Manifest requests in flight at once for one fetch (the first, then hedges).
 pub const MAX_MANIFEST_REQUESTS: u32 = 3;
+/// Listed peers found unreachable after which a fetch distrusts the rest of its list (stale,
+/// e.g. after a mass restart): seeders then come before peers that have not delivered yet, for
+/// any chunk. Three transport timeouts stay well within the stall deadline.
+pub const DISTRUST_AFTER_UNREACHABLE: u32 = 3;
 /// Chunks in flight from one seeder while peer sources of the object are known.
 pub const SEEDER_WINDOW_BESIDE_PEERS: u32 = 2;
 
@@ -100,6 +104,8 @@ pub struct Fetch<P> {
     pub lookup_pending: bool,
     pub next_map_refresh: u64,
     pub first_byte_at: Option<u64>,
+    /// Peer sources dropped as unreachable (a stale holder list, e.g. after a mass restart).
+    pub unreachable_dropped: u32,
 }
 
 impl<P: PeerRef> Fetch<P> {
@@ -123,6 +129,7 @@ impl<P: PeerRef> Fetch<P> {
             lookup_pending: false,
             next_map_refresh: now,
             first_byte_at: None,
+            unreachable_dropped: 0,
         }
     }
 
@@ -228,10 +235,18 @@ impl<P: PeerRef> Fetch<P> {
                 }
             }
         }
+        // Peers first, then seeders; once listed peers proved unreachable, peers that have not
+        // delivered yet come after the seeders, which may then take any chunk.
+        let distrust = self.unreachable_dropped >= DISTRUST_AFTER_UNREACHABLE;
+        let rank = |s: &Source<P>| match (s.is_seeder, distrust && s.delivered == 0) {
+            (false, false) => 0,
+            (true, _) => 1,
+            (false, true) => 2,
+        };
         let mut order: Vec<&P> = self.sources.keys().collect();
         order.sort_by_key(|p| {
             let s = &self.sources[*p];
-            (s.is_seeder, s.proximity, s.failures)
+            (rank(s), s.proximity, s.failures)
         });
         let order: Vec<P> = order.into_iter().cloned().collect();
         let start = rng.below(n.max(1) as u64) as usize;
@@ -262,8 +277,8 @@ impl<P: PeerRef> Fetch<P> {
                     if self.have[i] || self.in_flight.contains_key(&(i as u32)) || !s.has(i) {
                         continue;
                     }
-                    // Seeders only supply what no peer source has.
-                    if is_seeder && rarity[i] > 0 {
+                    // Seeders only supply what no peer source has (while the list is trusted).
+                    if is_seeder && rarity[i] > 0 && !distrust {
                         continue;
                     }
                     if best.is_none_or(|(r, _)| rarity[i] < r) {
@@ -331,6 +346,9 @@ impl<P: PeerRef> Fetch<P> {
                     s.suspect = true;
                 }
                 let unreachable = s.suspect && s.in_flight == 0;
+                if unreachable {
+                    self.unreachable_dropped += 1;
+                }
                 if unreachable || s.failures >= MAX_CONSECUTIVE_FAILURES {
                     self.sources.remove(peer);
                     self.release(peer);
@@ -452,6 +470,39 @@ mod tests {
         let last = f.schedule(3_001, 8, &mut rng);
         assert_eq!(last.len(), 1);
         assert_eq!((last[0].0.peer, last[0].1), (9, first[1].1));
+    }
+
+    #[test]
+    fn a_fetch_walking_a_stale_list_turns_to_the_seeder_before_it_stalls() {
+        let manifest = Manifest {
+            version: 1,
+            size: 1000,
+            media_type: "image/jpeg".into(),
+            chunk_size: CHUNK_SIZE,
+            body: Body::Chunks(vec![[1; 32]]),
+        };
+        let mut f = Fetch::new(manifest.id(), 0, 400);
+        f.set_manifest(manifest);
+        for p in 1..=5 {
+            f.add_source(contact(p), near(1), false, true);
+        }
+        f.add_source(contact(9), near(5), true, true);
+        let mut rng = Rng::new(1);
+        // Listed holders that are gone: each takes a 3 s transport timeout to fail.
+        let mut now = 0;
+        for round in 0..DISTRUST_AFTER_UNREACHABLE {
+            let sent = f.schedule(now, 8, &mut rng);
+            assert_eq!(sent.len(), 1);
+            assert_ne!(
+                sent[0].0.peer, 9,
+                "round {round}: peers first while the list is trusted"
+            );
+            now += 3_000;
+            f.on_chunk(now, &sent[0].0.peer, 0, ChunkOutcome::Failed);
+        }
+        let sent = f.schedule(now, 8, &mut rng);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0.peer, 9, "the seeder, not a third timeout");
     }
 
     #[test]

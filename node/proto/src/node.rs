@@ -28,6 +28,9 @@ use crate::routing::RoutingTable;
 
 /// A server's DHT self-lookup runs every this many heartbeat periods.
 const SELF_LOOKUP_EVERY: u64 = 10;
+/// A new session tells seeders its holdings at a random time within this long of its start, so
+/// that a mass restart does not send every peer's list to the seeders at once.
+const FIRST_HOLDING_SPREAD_MS: u64 = 5 * 60_000;
 
 /// Identifies an outgoing request; the driver reports its outcome with the same id.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -197,7 +200,7 @@ pub struct Node<P: PeerRef> {
     banned: BTreeSet<P>,
     stats: NodeStats,
     maps: MapSync,
-    /// When our holdings are next told to their seeders (0: at the first maintenance).
+    /// When our holdings are next told to their seeders.
     next_holding_tell: u64,
 }
 
@@ -255,6 +258,7 @@ impl<P: PeerRef> Node<P> {
             next_holding_tell: 0,
             cfg,
         };
+        node.next_holding_tell = now + node.rng.below(FIRST_HOLDING_SPREAD_MS);
         let seeders = node.cfg.seeders.clone();
         for s in seeders {
             if s.peer != node.cfg.own.peer {
@@ -1225,9 +1229,9 @@ impl<P: PeerRef> Node<P> {
         self.holders.add(object, holder.clone(), asn, true, until);
     }
 
-    /// Tells each object's first seeder which of its objects we hold, at the start of a session
-    /// (copies kept from earlier sessions, which no seeder indexes any more) and then every half
-    /// index lifetime, so that a seeder's entries outlive a holder by at most that lifetime.
+    /// Tells each object's first seeder which of its objects we hold, early in a session (copies
+    /// kept from earlier sessions, which no seeder indexes any more) and then every half index
+    /// lifetime, so that a seeder's entries outlive a holder by at most that lifetime.
     fn tell_seeders_holdings(&mut self, now: u64) {
         let every = self.seeder_index_ttl() / 2;
         self.next_holding_tell = now + self.rng.jitter(every, 0.2).max(1);

@@ -360,17 +360,21 @@ fn copies_from_an_earlier_session_are_told_to_the_seeder_and_found_through_it() 
     // Peer 1 restarts with the object (and an id the seeder does not serve) in its store.
     net.nodes[1].object_stored(id);
     net.nodes[1].object_stored(junk);
-    let t = net.nodes[1].poll_timeout().expect("timer");
-    net.nodes[1].handle_timeout(t);
+    // It tells the seeder within the first minutes of its session (10 simulated minutes here).
     let mut told = None;
-    while let Some(out) = net.nodes[1].poll_output() {
-        if let Output::Request {
-            to,
-            request: Request::Holding { me, objects },
-            ..
-        } = out
-        {
-            told = Some((to.peer, me, objects));
+    let mut t = 0;
+    while told.is_none() && t < 600_000 {
+        t = net.nodes[1].poll_timeout().expect("timer");
+        net.nodes[1].handle_timeout(t);
+        while let Some(out) = net.nodes[1].poll_output() {
+            if let Output::Request {
+                to,
+                request: Request::Holding { me, objects },
+                ..
+            } = out
+            {
+                told = Some((to.peer, me, objects));
+            }
         }
     }
     let (to, me, objects) = told.expect("peer 1 tells the seeder its holdings");
