@@ -90,6 +90,7 @@ pub struct Fetch<P> {
     pub last_progress: u64,
     pub hedge_at: u64,
     pub seeders_asked: bool,
+    pub seeders_asked_at: u64,
     pub manifest: Option<Manifest>,
     /// Manifest requests in flight, when the last was sent, and how many were sent in all.
     pub manifest_in_flight: u32,
@@ -116,6 +117,7 @@ impl<P: PeerRef> Fetch<P> {
             last_progress: now,
             hedge_at,
             seeders_asked: false,
+            seeders_asked_at: 0,
             manifest: None,
             manifest_in_flight: 0,
             manifest_asked_at: now,

@@ -61,11 +61,23 @@ impl<P: PeerRef> HolderIndex<P> {
             None if full => return,
             None => self.objects.entry(object).or_default(),
         };
-        if let Some(e) = list.iter_mut().find(|e| e.contact.peer == contact.peer) {
-            e.complete |= complete;
-            e.until = e.until.max(until);
-            e.contact = contact;
-            return;
+        // One pass: the entry of this peer if any, and the recent fetchers of its AS (how
+        // many, and which expires first).
+        let mut same_as = 0;
+        let mut oldest: Option<(u64, usize)> = None;
+        for (i, e) in list.iter_mut().enumerate() {
+            if e.contact.peer == contact.peer {
+                e.complete |= complete;
+                e.until = e.until.max(until);
+                e.contact = contact;
+                return;
+            }
+            if e.until != u64::MAX && e.asn == asn {
+                same_as += 1;
+                if oldest.is_none_or(|(u, _)| e.until < u) {
+                    oldest = Some((e.until, i));
+                }
+            }
         }
         let entry = Entry {
             contact,
@@ -73,24 +85,11 @@ impl<P: PeerRef> HolderIndex<P> {
             complete,
             until,
         };
-        if until != u64::MAX {
-            // Recent fetchers of the same AS: how many, and which expires first.
-            let mut same_as = 0;
-            let mut oldest: Option<(u64, usize)> = None;
-            for (i, e) in list.iter().enumerate() {
-                if e.until != u64::MAX && e.asn == asn {
-                    same_as += 1;
-                    if oldest.is_none_or(|(u, _)| e.until < u) {
-                        oldest = Some((e.until, i));
-                    }
-                }
+        if until != u64::MAX && same_as >= MAX_RECENT_PER_AS {
+            if let Some((_, i)) = oldest {
+                list[i] = entry;
             }
-            if same_as >= MAX_RECENT_PER_AS {
-                if let Some((_, i)) = oldest {
-                    list[i] = entry;
-                }
-                return;
-            }
+            return;
         }
         if list.len() >= MAX_HOLDERS_PER_OBJECT {
             // Replace the recent fetcher that expires first, never a child.

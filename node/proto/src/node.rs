@@ -1078,6 +1078,7 @@ impl<P: PeerRef> Node<P> {
             && (now >= f.hedge_at || (nothing_pending && (!f.has_peer_sources() || peers_failed)))
         {
             f.seeders_asked = true;
+            f.seeders_asked_at = now;
             let picked: Vec<Contact<P>> = {
                 let all: Vec<&P> = self.cfg.seeders.iter().map(|c| &c.peer).collect();
                 seeders_for(&object, all, self.cfg.replication)
@@ -1118,7 +1119,11 @@ impl<P: PeerRef> Node<P> {
                 && f.manifest_in_flight < MAX_MANIFEST_REQUESTS
                 && now >= f.manifest_asked_at + self.cfg.timing.hedge_ms;
             if f.manifest_in_flight == 0 || hedge {
-                let allow_seeders = f.seeders_asked;
+                // A seeder's manifest of a small object is the object: while a `Locate` may
+                // still name a peer holder, wait for it (up to `hedge_ms`).
+                let allow_seeders = f.seeders_asked
+                    && (f.locates_pending == 0
+                        || now >= f.seeders_asked_at + self.cfg.timing.hedge_ms);
                 let seeders_first = allow_seeders && f.manifest_requests >= 2;
                 if let Some(src) = f.next_manifest_source(allow_seeders, seeders_first) {
                     f.manifest_in_flight += 1;
@@ -1594,6 +1599,14 @@ impl<P: PeerRef> Node<P> {
         for f in self.fetches.values() {
             if !f.seeders_asked {
                 t = t.min(f.hedge_at);
+            }
+            if f.manifest.is_none()
+                && f.manifest_in_flight == 0
+                && f.seeders_asked
+                && f.locates_pending > 0
+                && f.has_manifest_candidate(true)
+            {
+                t = t.min(f.seeders_asked_at + self.cfg.timing.hedge_ms);
             }
             if f.manifest.is_none()
                 && f.manifest_in_flight > 0
