@@ -645,6 +645,13 @@ impl Daemon {
                     response,
                 } => {
                     if let Some(id) = self.outbound.remove(&request_id) {
+                        if let Response::Located { holders } = &response {
+                            let named: Vec<String> = holders
+                                .iter()
+                                .map(|h| h.contact.peer.0.to_string())
+                                .collect();
+                            tracing::debug!(%peer, holders = ?named, "located");
+                        }
                         self.node.handle_response(now, id, Ok(response));
                     }
                 }

@@ -64,6 +64,9 @@ pub struct Source<P> {
     pub delivered: u32,
     /// A transport failure before any delivery: no new requests until one in flight succeeds.
     pub suspect: bool,
+    /// Chunks a suspect's failures freed, kept from other sources while it still has requests
+    /// in flight (a transient failure in a burst of successes gives them back to it).
+    pub held_back: Vec<u32>,
 }
 
 impl<P> Source<P> {
@@ -164,6 +167,7 @@ impl<P: PeerRef> Fetch<P> {
                 map_pending: false,
                 delivered: 0,
                 suspect: false,
+                held_back: Vec::new(),
             },
         );
     }
@@ -245,6 +249,18 @@ impl<P: PeerRef> Fetch<P> {
             (true, _) => 1,
             (false, true) => 2,
         };
+        let mut held_back = vec![false; n];
+        for s in self
+            .sources
+            .values()
+            .filter(|s| s.suspect && s.in_flight > 0)
+        {
+            for &i in &s.held_back {
+                if let Some(h) = held_back.get_mut(i as usize) {
+                    *h = true;
+                }
+            }
+        }
         let mut order: Vec<&P> = self.sources.keys().collect();
         order.sort_by_key(|p| {
             let s = &self.sources[*p];
@@ -276,7 +292,11 @@ impl<P: PeerRef> Fetch<P> {
                 let mut best: Option<(u32, usize)> = None;
                 for k in 0..n {
                     let i = (start + k) % n;
-                    if self.have[i] || self.in_flight.contains_key(&(i as u32)) || !s.has(i) {
+                    if self.have[i]
+                        || held_back[i]
+                        || self.in_flight.contains_key(&(i as u32))
+                        || !s.has(i)
+                    {
                         continue;
                     }
                     // Seeders only supply what no peer source has (while the list is trusted).
@@ -321,6 +341,7 @@ impl<P: PeerRef> Fetch<P> {
                 s.failures = 0;
                 s.delivered += 1;
                 s.suspect = false;
+                s.held_back.clear();
             }
             ChunkOutcome::Corrupt => {
                 self.sources.remove(peer);
@@ -340,12 +361,14 @@ impl<P: PeerRef> Fetch<P> {
                 // Transient failures come in bursts of the window in flight: give up on a
                 // source only after more consecutive failures than that. A peer that never
                 // delivered a chunk and whose request failed at transport level is suspect (it
-                // may be gone, or its address stale): it gets no more requests, its chunks go
-                // to other sources, and once its last request in flight has failed too it is
-                // dropped rather than retried one timeout at a time.
+                // may be gone, or its address stale): it gets no more requests, and the chunks
+                // its failures free wait until it delivers one (they are its again) or its
+                // last request in flight fails too: then it is dropped and they go to others,
+                // rather than back to it one timeout at a time.
                 s.failures += 1;
                 if outcome == ChunkOutcome::Failed && !s.is_seeder && s.delivered == 0 {
                     s.suspect = true;
+                    s.held_back.push(index);
                 }
                 let unreachable = s.suspect && s.in_flight == 0;
                 if unreachable {
@@ -460,18 +483,23 @@ mod tests {
         let first = f.schedule(0, 8, &mut rng);
         assert!(first.iter().all(|(c, _)| c.peer == 1), "{first:?}");
         assert_eq!(first.len(), 2);
-        // The first request fails: the freed chunk goes to the seeder, not back to the peer
-        // (which used to win it one more round per timeout, for ever).
+        // The first request fails: the freed chunk is not handed back to the peer (which used
+        // to win it one more round per timeout, for ever), and waits for its other request.
         f.on_chunk(3_000, &1, first[0].1, ChunkOutcome::Failed);
-        let next = f.schedule(3_000, 8, &mut rng);
-        assert_eq!(next.len(), 1);
-        assert_eq!((next[0].0.peer, next[0].1), (9, first[0].1));
-        // Its other request fails too: it is dropped, and the seeder takes that chunk as well.
+        assert!(f.schedule(3_000, 8, &mut rng).is_empty());
+        // Its other request fails too: it is dropped, and the seeder takes both chunks.
         f.on_chunk(3_001, &1, first[1].1, ChunkOutcome::Failed);
         assert!(!f.sources.contains_key(&1));
-        let last = f.schedule(3_001, 8, &mut rng);
-        assert_eq!(last.len(), 1);
-        assert_eq!((last[0].0.peer, last[0].1), (9, first[1].1));
+        let mut last: Vec<u32> = f
+            .schedule(3_001, 8, &mut rng)
+            .into_iter()
+            .map(|(c, i)| {
+                assert_eq!(c.peer, 9);
+                i
+            })
+            .collect();
+        last.sort();
+        assert_eq!(last, vec![0, 1]);
     }
 
     #[test]
@@ -508,9 +536,11 @@ mod tests {
     }
 
     #[test]
-    fn a_suspect_peer_that_delivers_after_all_is_used_again() {
+    fn a_suspect_peer_that_delivers_after_all_gets_its_chunk_back() {
         let mut f = two_chunk_fetch();
         f.add_source(contact(1), near(1), false, true);
+        // A farther peer must not take the chunk a transient failure freed.
+        f.add_source(contact(2), near(3), false, true);
         let mut rng = Rng::new(1);
         let first = f.schedule(0, 8, &mut rng);
         f.on_chunk(10, &1, first[0].1, ChunkOutcome::Failed);
