@@ -110,6 +110,8 @@ pub struct Fetch<P> {
     pub first_byte_at: Option<u64>,
     /// Peer sources dropped as unreachable (a stale holder list, e.g. after a mass restart).
     pub unreachable_dropped: u32,
+    /// Chunks wait until then for a pending `Locate` that may name a holder in our AS.
+    pub near_wait_until: Option<u64>,
 }
 
 impl<P: PeerRef> Fetch<P> {
@@ -135,6 +137,7 @@ impl<P: PeerRef> Fetch<P> {
             next_map_refresh: now,
             first_byte_at: None,
             unreachable_dropped: 0,
+            near_wait_until: None,
         }
     }
 
@@ -170,6 +173,13 @@ impl<P: PeerRef> Fetch<P> {
                 held_back: Vec::new(),
             },
         );
+    }
+
+    /// Whether a peer source in our own AS (or prefix) is known.
+    pub fn has_near_source(&self) -> bool {
+        self.sources
+            .values()
+            .any(|s| !s.is_seeder && s.proximity.tier <= 1)
     }
 
     /// Whether any non-seeder source is known.

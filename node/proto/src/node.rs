@@ -1163,7 +1163,21 @@ impl<P: PeerRef> Node<P> {
             let Some(f) = self.fetches.get_mut(&fid) else {
                 return;
             };
-            for (from, index) in f.schedule(now, window, &mut self.rng) {
+            // Only farther holders known yet and a `Locate` still out (a parent in our AS may
+            // answer a moment later): wait for it, until `hedge_ms` after the start at most,
+            // rather than hand every chunk to the first far holder named.
+            let deadline = f.started + self.cfg.timing.hedge_ms;
+            let wait_near = f.in_flight.is_empty()
+                && f.locates_pending > 0
+                && now < deadline
+                && !f.has_near_source();
+            f.near_wait_until = wait_near.then_some(deadline);
+            let planned = if wait_near {
+                Vec::new()
+            } else {
+                f.schedule(now, window, &mut self.rng)
+            };
+            for (from, index) in planned {
                 self.outputs.push_back(Output::FetchChunk {
                     fetch: fid,
                     from,
@@ -1599,6 +1613,9 @@ impl<P: PeerRef> Node<P> {
         for f in self.fetches.values() {
             if !f.seeders_asked {
                 t = t.min(f.hedge_at);
+            }
+            if let Some(until) = f.near_wait_until {
+                t = t.min(until);
             }
             if f.manifest.is_none()
                 && f.manifest_in_flight == 0
