@@ -62,14 +62,19 @@ pub struct Source<P> {
     pub map_pending: bool,
     /// Chunks this source delivered.
     pub delivered: u32,
-    /// A transport failure before any delivery: no new requests until one in flight succeeds.
-    pub suspect: bool,
-    /// Chunks a suspect's failures freed, kept from other sources while it still has requests
-    /// in flight (a transient failure in a burst of successes gives them back to it).
+    /// Chunks freed by transport failures before this source delivered anything: while it has
+    /// any, it is suspect (see [`Source::suspect`]) and they are kept from other sources as
+    /// long as it still has requests in flight (a transient failure in a burst of successes
+    /// gives them back to it).
     pub held_back: Vec<u32>,
 }
 
 impl<P> Source<P> {
+    /// A transport failure before any delivery: no new requests until one in flight succeeds.
+    pub fn suspect(&self) -> bool {
+        !self.held_back.is_empty()
+    }
+
     pub fn class(&self) -> SourceClass {
         if self.is_seeder {
             SourceClass::Seeder
@@ -92,8 +97,8 @@ pub struct Fetch<P> {
     pub started: u64,
     pub last_progress: u64,
     pub hedge_at: u64,
-    pub seeders_asked: bool,
-    pub seeders_asked_at: u64,
+    /// When the seeders joined as sources (`None`: not yet).
+    pub seeders_asked_at: Option<u64>,
     pub manifest: Option<Manifest>,
     /// Manifest requests in flight, when the last was sent, and how many were sent in all.
     pub manifest_in_flight: u32,
@@ -121,8 +126,7 @@ impl<P: PeerRef> Fetch<P> {
             started: now,
             last_progress: now,
             hedge_at,
-            seeders_asked: false,
-            seeders_asked_at: 0,
+            seeders_asked_at: None,
             manifest: None,
             manifest_in_flight: 0,
             manifest_asked_at: now,
@@ -169,10 +173,14 @@ impl<P: PeerRef> Fetch<P> {
                 manifest_tried: false,
                 map_pending: false,
                 delivered: 0,
-                suspect: false,
                 held_back: Vec::new(),
             },
         );
+    }
+
+    /// Whether the seeders joined as sources.
+    pub fn seeders_asked(&self) -> bool {
+        self.seeders_asked_at.is_some()
     }
 
     /// Whether a peer source in our own AS (or prefix) is known.
@@ -244,7 +252,11 @@ impl<P: PeerRef> Fetch<P> {
         let n = self.have.len();
         // Rarity among peer sources (seeders excluded).
         let mut rarity = vec![0u32; n];
-        for s in self.sources.values().filter(|s| !s.is_seeder && !s.suspect) {
+        for s in self
+            .sources
+            .values()
+            .filter(|s| !s.is_seeder && !s.suspect())
+        {
             for (i, r) in rarity.iter_mut().enumerate() {
                 if s.has(i) {
                     *r += 1;
@@ -263,7 +275,7 @@ impl<P: PeerRef> Fetch<P> {
         for s in self
             .sources
             .values()
-            .filter(|s| s.suspect && s.in_flight > 0)
+            .filter(|s| s.suspect() && s.in_flight > 0)
         {
             for &i in &s.held_back {
                 if let Some(h) = held_back.get_mut(i as usize) {
@@ -287,7 +299,7 @@ impl<P: PeerRef> Fetch<P> {
             }) {
                 break;
             }
-            while let Some(s) = self.sources.get(&peer).filter(|s| !s.suspect) {
+            while let Some(s) = self.sources.get(&peer).filter(|s| !s.suspect()) {
                 // While peers share the object, a seeder only seeds: a narrow window leaves
                 // most chunks to the peers (who pass on what the seeder gave each of them).
                 let limit = if s.is_seeder && has_peer_sources {
@@ -350,7 +362,6 @@ impl<P: PeerRef> Fetch<P> {
                 }
                 s.failures = 0;
                 s.delivered += 1;
-                s.suspect = false;
                 s.held_back.clear();
             }
             ChunkOutcome::Corrupt => {
@@ -377,10 +388,9 @@ impl<P: PeerRef> Fetch<P> {
                 // rather than back to it one timeout at a time.
                 s.failures += 1;
                 if outcome == ChunkOutcome::Failed && !s.is_seeder && s.delivered == 0 {
-                    s.suspect = true;
                     s.held_back.push(index);
                 }
-                let unreachable = s.suspect && s.in_flight == 0;
+                let unreachable = s.suspect() && s.in_flight == 0;
                 if unreachable {
                     self.unreachable_dropped += 1;
                 }
@@ -471,17 +481,23 @@ mod tests {
         }
     }
 
-    fn two_chunk_fetch() -> Fetch<u32> {
+    /// A fetch of an object of `size` bytes, its manifest known.
+    fn fetch_of(size: u64) -> Fetch<u32> {
+        let chunks = size.div_ceil(CHUNK_SIZE as u64) as u8;
         let manifest = Manifest {
             version: 1,
-            size: 2 * CHUNK_SIZE as u64,
+            size,
             media_type: "image/jpeg".into(),
             chunk_size: CHUNK_SIZE,
-            body: Body::Chunks(vec![[1; 32], [2; 32]]),
+            body: Body::Chunks((0..chunks).map(|i| [i + 1; 32]).collect()),
         };
         let mut f = Fetch::new(manifest.id(), 0, 400);
         f.set_manifest(manifest);
         f
+    }
+
+    fn two_chunk_fetch() -> Fetch<u32> {
+        fetch_of(2 * CHUNK_SIZE as u64)
     }
 
     #[test]
@@ -514,15 +530,7 @@ mod tests {
 
     #[test]
     fn a_fetch_walking_a_stale_list_turns_to_the_seeder_before_it_stalls() {
-        let manifest = Manifest {
-            version: 1,
-            size: 1000,
-            media_type: "image/jpeg".into(),
-            chunk_size: CHUNK_SIZE,
-            body: Body::Chunks(vec![[1; 32]]),
-        };
-        let mut f = Fetch::new(manifest.id(), 0, 400);
-        f.set_manifest(manifest);
+        let mut f = fetch_of(1000);
         for p in 1..=5 {
             f.add_source(contact(p), near(1), false, true);
         }

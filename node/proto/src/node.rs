@@ -1074,11 +1074,10 @@ impl<P: PeerRef> Node<P> {
         let peers_failed = f.manifest.is_none()
             && f.manifest_in_flight == 0
             && f.sources.values().all(|s| s.is_seeder || s.manifest_tried);
-        if !f.seeders_asked
+        if !f.seeders_asked()
             && (now >= f.hedge_at || (nothing_pending && (!f.has_peer_sources() || peers_failed)))
         {
-            f.seeders_asked = true;
-            f.seeders_asked_at = now;
+            f.seeders_asked_at = Some(now);
             let picked: Vec<Contact<P>> = {
                 let all: Vec<&P> = self.cfg.seeders.iter().map(|c| &c.peer).collect();
                 seeders_for(&object, all, self.cfg.replication)
@@ -1121,9 +1120,9 @@ impl<P: PeerRef> Node<P> {
             if f.manifest_in_flight == 0 || hedge {
                 // A seeder's manifest of a small object is the object: while a `Locate` may
                 // still name a peer holder, wait for it (up to `hedge_ms`).
-                let allow_seeders = f.seeders_asked
-                    && (f.locates_pending == 0
-                        || now >= f.seeders_asked_at + self.cfg.timing.hedge_ms);
+                let allow_seeders = f.seeders_asked_at.is_some_and(|at| {
+                    f.locates_pending == 0 || now >= at + self.cfg.timing.hedge_ms
+                });
                 let seeders_first = allow_seeders && f.manifest_requests >= 2;
                 if let Some(src) = f.next_manifest_source(allow_seeders, seeders_first) {
                     f.manifest_in_flight += 1;
@@ -1197,7 +1196,7 @@ impl<P: PeerRef> Node<P> {
         let idle = f.in_flight.is_empty() && f.manifest_in_flight == 0;
         let no_sources = f.sources.is_empty()
             || (f.manifest.is_none() && f.sources.values().all(|s| s.manifest_tried));
-        let waiting = f.locates_pending > 0 || f.lookup_pending || !f.seeders_asked;
+        let waiting = f.locates_pending > 0 || f.lookup_pending || !f.seeders_asked();
         let stalled = now.saturating_sub(f.last_progress) > stall;
         if (idle && no_sources && !waiting) || stalled {
             let error = if stalled {
@@ -1257,17 +1256,17 @@ impl<P: PeerRef> Node<P> {
         if !self.tells_seeders() || self.holdings.is_empty() {
             return;
         }
-        let all: Vec<&P> = self.cfg.seeders.iter().map(|c| &c.peer).collect();
-        let mut by_seeder: BTreeMap<P, Vec<ObjectId>> = BTreeMap::new();
+        let mut by_seeder: BTreeMap<P, (Contact<P>, Vec<ObjectId>)> = BTreeMap::new();
         for object in &self.holdings {
-            if let Some(first) = seeders_for(object, all.clone(), 1).into_iter().next() {
-                by_seeder.entry(first.clone()).or_default().push(*object);
+            if let Some(to) = self.first_seeder(object) {
+                by_seeder
+                    .entry(to.peer.clone())
+                    .or_insert_with(|| (to, Vec::new()))
+                    .1
+                    .push(*object);
             }
         }
-        for (seeder, objects) in by_seeder {
-            let Some(to) = self.cfg.seeders.iter().find(|c| c.peer == seeder).cloned() else {
-                continue;
-            };
+        for (seeder, (to, objects)) in by_seeder {
             if self.banned.contains(&seeder) {
                 continue;
             }
@@ -1283,6 +1282,13 @@ impl<P: PeerRef> Node<P> {
                 );
             }
         }
+    }
+
+    /// The first of `object`'s seeders by rendezvous hashing: the one that indexes its holders.
+    fn first_seeder(&self, object: &ObjectId) -> Option<Contact<P>> {
+        let all = self.cfg.seeders.iter().map(|c| &c.peer);
+        let first = seeders_for(object, all, 1).into_iter().next()?;
+        self.cfg.seeders.iter().find(|c| &c.peer == first).cloned()
     }
 
     /// Whether this node reports its copies to seeders (dialable peers of the strategies that
@@ -1309,16 +1315,12 @@ impl<P: PeerRef> Node<P> {
         if !self.tells_seeders() {
             return;
         }
-        let all: Vec<&P> = self.cfg.seeders.iter().map(|c| &c.peer).collect();
-        let Some(first) = seeders_for(&object, all, 1).into_iter().next().cloned() else {
+        let Some(to) = self.first_seeder(&object) else {
             return;
         };
-        if self.parents.contains_key(&first) || self.banned.contains(&first) {
+        if self.parents.contains_key(&to.peer) || self.banned.contains(&to.peer) {
             return;
         }
-        let Some(to) = self.cfg.seeders.iter().find(|c| c.peer == first).cloned() else {
-            return;
-        };
         let provider = self.cfg.own.clone();
         self.send(
             to,
@@ -1611,24 +1613,24 @@ impl<P: PeerRef> Node<P> {
     pub fn poll_timeout(&self) -> Option<u64> {
         let mut t = self.next_maintenance;
         for f in self.fetches.values() {
-            if !f.seeders_asked {
+            if !f.seeders_asked() {
                 t = t.min(f.hedge_at);
             }
             if let Some(until) = f.near_wait_until {
                 t = t.min(until);
             }
-            if f.manifest.is_none()
+            if let Some(at) = f.seeders_asked_at
+                && f.manifest.is_none()
                 && f.manifest_in_flight == 0
-                && f.seeders_asked
                 && f.locates_pending > 0
                 && f.has_manifest_candidate(true)
             {
-                t = t.min(f.seeders_asked_at + self.cfg.timing.hedge_ms);
+                t = t.min(at + self.cfg.timing.hedge_ms);
             }
             if f.manifest.is_none()
                 && f.manifest_in_flight > 0
                 && f.manifest_in_flight < MAX_MANIFEST_REQUESTS
-                && f.has_manifest_candidate(f.seeders_asked)
+                && f.has_manifest_candidate(f.seeders_asked())
             {
                 t = t.min(f.manifest_asked_at + self.cfg.timing.hedge_ms);
             }
