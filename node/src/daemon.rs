@@ -645,7 +645,9 @@ impl Daemon {
                     response,
                 } => {
                     if let Some(id) = self.outbound.remove(&request_id) {
-                        if let Response::Located { holders } = &response {
+                        if let Response::Located { holders } = &response
+                            && tracing::enabled!(tracing::Level::DEBUG)
+                        {
                             let named: Vec<String> = holders
                                 .iter()
                                 .map(|h| h.contact.peer.0.to_string())

@@ -167,7 +167,7 @@ fn migrate_old_chunks(layout: &Layout, id: &ObjectId, m: &Manifest) -> Result<()
                 dropped += 1;
                 continue;
             }
-            std::os::unix::fs::FileExt::write_all_at(&data, &bytes, m.chunk_offset(index))
+            crate::store::pio::write_all_at(&data, &bytes, m.chunk_offset(index))
                 .map_err(|e| StoreError::io(&data_path, e))?;
             if let Some(h) = held.get_mut(index as usize) {
                 *h = true;

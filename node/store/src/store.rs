@@ -782,7 +782,7 @@ impl Store {
 }
 
 /// Positioned reads and writes.
-mod pio {
+pub(crate) mod pio {
     use std::fs::File;
     use std::io;
 
