@@ -74,7 +74,9 @@ fn body(h: &Harness) -> Result<()> {
     eprintln!("== overlay");
     // The candidates (one per AS, reachable, promote-after 2 s) may be promoted; how many are is
     // the election's call, but at least one supernode must exist for the seeder-outage part.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // A candidate asks a seeder at a random moment within 4 maintenance periods (5 s each)
+    // after its promote-after, and promotes one period later: up to ~27 s after its start.
+    let deadline = Instant::now() + Duration::from_secs(35);
     let mut supernodes: Vec<String> = Vec::new();
     for p in &peers[..3] {
         let left = deadline
