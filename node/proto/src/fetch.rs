@@ -110,6 +110,8 @@ pub struct Fetch<P> {
     pub bytes: [u64; 5],
     pub locates_pending: u32,
     pub wider_asked: bool,
+    /// The object's first seeder was asked for holders (`Locate`).
+    pub seeder_located: bool,
     pub lookup_pending: bool,
     pub next_map_refresh: u64,
     pub first_byte_at: Option<u64>,
@@ -137,6 +139,7 @@ impl<P: PeerRef> Fetch<P> {
             bytes: [0; 5],
             locates_pending: 0,
             wider_asked: false,
+            seeder_located: false,
             lookup_pending: false,
             next_map_refresh: now,
             first_byte_at: None,

@@ -1,48 +1,76 @@
 //! The holder index of a supernode or seeder: which nearby peers hold (or are fetching) which
-//! objects, fed by children's `Have` reports and by `Locate` requests, and answered nearest
-//! first for a requester.
+//! objects, fed by children's `Have` reports, by `Locate` requests and (at seeders) by
+//! `Holding` reports, and answered nearest first for a requester.
+//!
+//! Each object's entries are kept grouped by AS, so a requester's own AS (and its neighbours)
+//! are found by binary search however many ASes a popular object's holders span: a seeder, the
+//! index of last resort, keeps up to [`MAX_HOLDERS_PER_OBJECT_AT_SEEDER`] entries per object.
 
 use std::collections::BTreeMap;
 
 use crate::content::ObjectId;
 use crate::message::{Holder, MAX_CONTACTS};
 use crate::peer::{Contact, PeerRef};
-use crate::proximity::Locality;
+use crate::proximity::{Locality, Ranking};
 
-/// Entries kept per object.
+/// Entries kept per object at a supernode.
 pub const MAX_HOLDERS_PER_OBJECT: usize = 48;
+/// Entries kept per object at a seeder: four per AS for objects held in up to 512 ASes.
+pub const MAX_HOLDERS_PER_OBJECT_AT_SEEDER: usize = 2048;
 /// Recent fetchers kept per object and AS (children are kept regardless).
 pub const MAX_RECENT_PER_AS: usize = 4;
 /// Objects indexed at most.
 pub const MAX_OBJECTS: usize = 200_000;
 /// Expired entries are swept at most this often (reads skip them anyway).
 const SWEEP_EVERY_MS: u64 = 60_000;
+/// Lists up to this long are ranked in full for every answer; longer ones by AS groups.
+const RANK_IN_FULL_UP_TO: usize = 64;
+/// Neighbour ASes of the requester looked at when ranking a long list.
+const MAX_NEIGHBOURS_LOOKED_AT: usize = 64;
 
 #[derive(Clone, Debug)]
 struct Entry<P> {
     contact: Contact<P>,
-    asn: Option<u32>,
+    /// The holder's AS; entries without one sort last.
+    asn: u32,
     complete: bool,
     /// `u64::MAX` for attached children (removed on detach), else expiry of a recent fetcher.
     until: u64,
 }
 
-/// object → holders near this server.
+/// Sort key of an unknown AS.
+const NO_ASN: u32 = u32::MAX;
+
+/// object → holders, grouped by AS (ascending).
 pub struct HolderIndex<P> {
     objects: BTreeMap<ObjectId, Vec<Entry<P>>>,
+    per_object: usize,
     next_sweep: u64,
 }
 
 impl<P: PeerRef> Default for HolderIndex<P> {
     fn default() -> Self {
-        HolderIndex {
-            objects: BTreeMap::new(),
-            next_sweep: 0,
-        }
+        Self::new(MAX_HOLDERS_PER_OBJECT)
     }
 }
 
+/// The range of `list` (sorted by AS) holding entries of `asn`.
+fn as_range<P>(list: &[Entry<P>], asn: u32) -> std::ops::Range<usize> {
+    let start = list.partition_point(|e| e.asn < asn);
+    let end = start + list[start..].partition_point(|e| e.asn == asn);
+    start..end
+}
+
 impl<P: PeerRef> HolderIndex<P> {
+    /// An index keeping up to `per_object` entries per object.
+    pub fn new(per_object: usize) -> Self {
+        HolderIndex {
+            objects: BTreeMap::new(),
+            per_object: per_object.max(1),
+            next_sweep: 0,
+        }
+    }
+
     /// Records a holder. `until` is `u64::MAX` for a child's report.
     pub fn add(
         &mut self,
@@ -61,18 +89,22 @@ impl<P: PeerRef> HolderIndex<P> {
             None if full => return,
             None => self.objects.entry(object).or_default(),
         };
-        // One pass: the entry of this peer if any, and the recent fetchers of its AS (how
-        // many, and which expires first).
+        let asn = asn.unwrap_or(NO_ASN);
+        let range = as_range(list, asn);
+        // One pass over the AS group: this peer's entry if any (a peer that moved to another
+        // AS leaves a stale entry behind until it expires), and the recent fetchers of the
+        // AS (how many, which expires first).
         let mut same_as = 0;
         let mut oldest: Option<(u64, usize)> = None;
-        for (i, e) in list.iter_mut().enumerate() {
+        for i in range.clone() {
+            let e = &mut list[i];
             if e.contact.peer == contact.peer {
                 e.complete |= complete;
                 e.until = e.until.max(until);
                 e.contact = contact;
                 return;
             }
-            if e.until != u64::MAX && e.asn == asn {
+            if e.until != u64::MAX {
                 same_as += 1;
                 if oldest.is_none_or(|(u, _)| e.until < u) {
                     oldest = Some((e.until, i));
@@ -91,19 +123,27 @@ impl<P: PeerRef> HolderIndex<P> {
             }
             return;
         }
-        if list.len() >= MAX_HOLDERS_PER_OBJECT {
-            // Replace the recent fetcher that expires first, never a child.
-            if let Some((pos, _)) = list
+        if list.len() >= self.per_object {
+            // Replace the recent fetcher of this AS that expires first, else any recent
+            // fetcher (never a child): the list stays sorted only if it is of the same AS.
+            if let Some((_, i)) = oldest {
+                list[i] = entry;
+                return;
+            }
+            let Some((pos, _)) = list
                 .iter()
                 .enumerate()
                 .filter(|(_, e)| e.until != u64::MAX)
                 .min_by_key(|(_, e)| e.until)
-            {
-                list[pos] = entry;
-            }
+            else {
+                return;
+            };
+            list.remove(pos);
+            let at = list.partition_point(|e| e.asn <= asn);
+            list.insert(at, entry);
             return;
         }
-        list.push(entry);
+        list.insert(range.end, entry);
     }
 
     /// Forgets `peer` as a holder of `object`.
@@ -141,9 +181,40 @@ impl<P: PeerRef> HolderIndex<P> {
             return Vec::new();
         };
         let from_requester = locality.seen_from(requester.ip);
-        let mut ranked: Vec<_> = list
-            .iter()
-            .filter(|e| e.until > now && e.contact.peer != requester.peer)
+        let live = |e: &&Entry<P>| e.until > now && e.contact.peer != requester.peer;
+        let want = MAX_CONTACTS / 2;
+        let candidates: Vec<&Entry<P>> = match from_requester.own_asn() {
+            Some(asn) if list.len() > RANK_IN_FULL_UP_TO && locality.ranking() == Ranking::Full => {
+                // Long list: the requester's AS, then its neighbours, then the rest from
+                // where its AS would be (so that far answers spread over the holders).
+                let mut picked: Vec<&Entry<P>> =
+                    list[as_range(list, asn)].iter().filter(live).collect();
+                if picked.len() < want {
+                    for n in locality
+                        .map()
+                        .neighbours(asn)
+                        .take(MAX_NEIGHBOURS_LOOKED_AT)
+                    {
+                        picked.extend(list[as_range(list, n)].iter().filter(live));
+                    }
+                }
+                if picked.len() < want {
+                    let from = list.partition_point(|e| e.asn < asn);
+                    let (after, before) = (&list[from..], &list[..from]);
+                    let mut rest = after.iter().chain(before).filter(live);
+                    while picked.len() < want * 2 {
+                        let Some(e) = rest.next() else { break };
+                        if !picked.iter().any(|p| p.contact.peer == e.contact.peer) {
+                            picked.push(e);
+                        }
+                    }
+                }
+                picked
+            }
+            _ => list.iter().filter(live).collect(),
+        };
+        let mut ranked: Vec<_> = candidates
+            .into_iter()
             .map(|e| {
                 let p = from_requester.proximity(e.contact.ip, None);
                 ((p.tier, !e.complete, p.prefix_gap), e)
@@ -155,7 +226,7 @@ impl<P: PeerRef> HolderIndex<P> {
         });
         ranked
             .into_iter()
-            .take(MAX_CONTACTS / 2)
+            .take(want)
             .map(|(_, e)| Holder {
                 contact: e.contact.clone(),
                 complete: e.complete,
@@ -177,5 +248,141 @@ impl<P: PeerRef> HolderIndex<P> {
 
     pub fn objects(&self) -> usize {
         self.objects.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    use nearcast_asmap::AsMap;
+
+    use super::*;
+
+    /// 300 ASes, AS 64600+k owning 10.k/16 (k < 256) and 11.(k-256)/16; 64600 is adjacent to
+    /// 64601.
+    fn map() -> Arc<AsMap> {
+        let mut csv = String::new();
+        for k in 0..300u32 {
+            let (a, b) = if k < 256 { (10, k) } else { (11, k - 256) };
+            csv.push_str(&format!("{a}.{b}.0.0,{a}.{b}.255.255,{}\n", 64600 + k));
+        }
+        let map = AsMap::from_ranges_csv(csv.as_bytes()).expect("table");
+        Arc::new(map.with_edges([(64600, 64601)]))
+    }
+
+    fn ip_in(k: u32, host: u8) -> IpAddr {
+        if k < 256 {
+            IpAddr::V4(Ipv4Addr::new(10, k as u8, 0, host))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(11, (k - 256) as u8, 0, host))
+        }
+    }
+
+    fn fill(index: &mut HolderIndex<u32>, locality: &Locality, object: ObjectId) {
+        // Three holders in each of 300 ASes, added AS by AS in a scattered order.
+        for round in 0..3u32 {
+            for j in 0..300u32 {
+                let k = (j * 7 + 3) % 300;
+                let ip = ip_in(k, 1 + round as u8);
+                let c = Contact::new(k * 10 + round, ip, 4000);
+                index.add(object, c, locality.asn_of(ip), true, 1_000_000);
+            }
+        }
+    }
+
+    #[test]
+    fn a_seeder_index_finds_the_requesters_as_among_hundreds() {
+        let locality = Locality::new(map(), ip_in(0, 200));
+        let object = ObjectId([7u8; 32]);
+        let mut seeder = HolderIndex::new(MAX_HOLDERS_PER_OBJECT_AT_SEEDER);
+        let mut supernode = HolderIndex::default();
+        fill(&mut seeder, &locality, object);
+        fill(&mut supernode, &locality, object);
+        for k in [0u32, 150, 299] {
+            let requester = Contact::new(99_999, ip_in(k, 250), 4000);
+            let near = seeder.nearest(&object, &requester, &locality, 0);
+            let first: Vec<u32> = near.iter().take(3).map(|h| h.contact.peer / 10).collect();
+            assert_eq!(first, vec![k; 3], "requester in AS index {k}: {first:?}");
+        }
+        // A supernode's short list cannot cover every AS; the seeder's does.
+        let covered = |index: &HolderIndex<u32>| {
+            (0..300u32)
+                .filter(|&k| {
+                    let requester = Contact::new(99_999, ip_in(k, 250), 4000);
+                    let near = index.nearest(&object, &requester, &locality, 0);
+                    near.first().is_some_and(|h| h.contact.peer / 10 == k)
+                })
+                .count()
+        };
+        assert!(covered(&supernode) <= MAX_HOLDERS_PER_OBJECT);
+        assert_eq!(covered(&seeder), 300);
+        // An adjacent AS comes before farther ones when the own AS has none.
+        let mut sparse = HolderIndex::new(MAX_HOLDERS_PER_OBJECT_AT_SEEDER);
+        for k in 1..300u32 {
+            let ip = ip_in(k, 1);
+            sparse.add(
+                object,
+                Contact::new(k * 10, ip, 4000),
+                locality.asn_of(ip),
+                true,
+                10,
+            );
+        }
+        let requester = Contact::new(99_999, ip_in(0, 250), 4000);
+        let near = sparse.nearest(&object, &requester, &locality, 0);
+        assert_eq!(near.first().map(|h| h.contact.peer), Some(10));
+        assert_eq!(near.len(), MAX_CONTACTS / 2);
+        // Expired entries are never answered.
+        assert!(
+            sparse
+                .nearest(&object, &requester, &locality, 10)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn recent_fetchers_are_capped_per_as_and_the_list_stays_grouped() {
+        let locality = Locality::new(map(), ip_in(0, 200));
+        let object = ObjectId([8u8; 32]);
+        let mut index = HolderIndex::new(8);
+        // Ten recent fetchers in AS 5: only the four latest stay.
+        for i in 0..10u32 {
+            let ip = ip_in(5, 1 + i as u8);
+            index.add(
+                object,
+                Contact::new(i, ip, 4000),
+                locality.asn_of(ip),
+                false,
+                100 + u64::from(i),
+            );
+        }
+        let requester = Contact::new(99_999, ip_in(5, 250), 4000);
+        let mut peers: Vec<u32> = index
+            .nearest(&object, &requester, &locality, 0)
+            .iter()
+            .map(|h| h.contact.peer)
+            .collect();
+        peers.sort();
+        assert_eq!(peers, vec![6, 7, 8, 9]);
+        // A full list takes a child by replacing the recent fetcher that expires first.
+        for k in 10..20u32 {
+            let ip = ip_in(k, 1);
+            index.add(
+                object,
+                Contact::new(k * 100, ip, 4000),
+                locality.asn_of(ip),
+                true,
+                u64::MAX,
+            );
+        }
+        let list = &index.objects[&object];
+        assert_eq!(list.len(), 8);
+        assert!(
+            list.windows(2).all(|w| w[0].asn <= w[1].asn),
+            "grouped by AS"
+        );
+        assert!(list.iter().filter(|e| e.until == u64::MAX).count() == 8);
     }
 }

@@ -14,7 +14,7 @@ use crate::config::{Config, Strategy};
 use crate::content::{Manifest, ObjectId};
 use crate::dht::{LOOKUP_K, Lookup, LookupKind, ProviderStore};
 use crate::fetch::{ChunkOutcome, Fetch, FetchError, FetchId, MAX_MANIFEST_REQUESTS, unpack_bits};
-use crate::holders::HolderIndex;
+use crate::holders::{HolderIndex, MAX_HOLDERS_PER_OBJECT_AT_SEEDER};
 use crate::hot::HotSet;
 use crate::key::Key;
 use crate::mapsync::{MapRejected, MapSync};
@@ -226,7 +226,11 @@ impl<P: PeerRef> Node<P> {
             lookups: BTreeMap::new(),
             lookup_fetch: BTreeMap::new(),
             next_lookup: 0,
-            holders: HolderIndex::default(),
+            holders: if cfg.role == Role::Seeder {
+                HolderIndex::new(MAX_HOLDERS_PER_OBJECT_AT_SEEDER)
+            } else {
+                HolderIndex::default()
+            },
             children: BTreeMap::new(),
             parents: BTreeMap::new(),
             attaching: BTreeSet::new(),
@@ -1095,9 +1099,11 @@ impl<P: PeerRef> Node<P> {
             }
             // Ask the first seeder for nearby holders as well (it knows recent fetchers).
             if let Some(first) = picked.first()
+                && !f.seeder_located
                 && !self.parents.contains_key(&first.peer)
                 && self.cfg.strategy != Strategy::SeederOnly
             {
+                f.seeder_located = true;
                 f.locates_pending += 1;
                 let me = self.cfg.own.clone();
                 self.send(
@@ -1106,6 +1112,29 @@ impl<P: PeerRef> Node<P> {
                     Pending::Locate(fid),
                 );
             }
+        }
+        let Some(f) = self.fetches.get_mut(&fid) else {
+            return;
+        };
+        // The neighbourhood named only holders outside our AS: the object's first seeder
+        // indexes holders of every AS (their `Holding` reports and recent fetches), so ask it
+        // before the first chunk goes far (chunks wait for the answer, see below).
+        let only_far = f.locates_pending == 0
+            && !f.seeder_located
+            && f.in_flight.is_empty()
+            && f.has_peer_sources()
+            && !f.has_near_source();
+        if only_far
+            && self.cfg.strategy == Strategy::Nearcast
+            && let Some(first) = self.first_seeder(&object)
+            && first.peer != self.cfg.own.peer
+            && !self.banned.contains(&first.peer)
+            && let Some(f) = self.fetches.get_mut(&fid)
+        {
+            f.seeder_located = true;
+            f.locates_pending += 1;
+            let me = self.cfg.own.clone();
+            self.send(first, Request::Locate { me, object }, Pending::Locate(fid));
         }
         let Some(f) = self.fetches.get_mut(&fid) else {
             return;

@@ -169,6 +169,11 @@ impl Locality {
         self
     }
 
+    /// What ranking uses of the map.
+    pub fn ranking(&self) -> Ranking {
+        self.ranking
+    }
+
     /// The class bytes from `ip` count under (always with the full map).
     pub fn class_of(&self, ip: IpAddr) -> SourceClass {
         let full = Locality {
