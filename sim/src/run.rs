@@ -131,6 +131,10 @@ pub fn run(sc: &Scenario, seed: u64, show_progress: bool) -> Result<Outcome> {
                 world.avoidable_seeder_bytes
             );
             eprintln!(
+                "{name}: [other-AS, peer] bytes with an in-AS copy by in-AS holders 1/2-4/5-16/more, dialable then NAT {:?}",
+                world.far_by_holders
+            );
+            eprintln!(
                 "{name}: events timer/req/resp/chunk/other/stale-timer {:?}",
                 world.event_counts
             );

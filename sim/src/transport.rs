@@ -438,11 +438,13 @@ impl World {
         let place = self.peers[peer as usize].place;
         let cached = self.peers[peer as usize].cache.contains(&object);
         let mut in_as_available = false;
+        let mut in_as_holders = 0;
         if !cached {
             // Compulsory miss: no live reachable peer holds or is fetching it.
             let miss = o.holders == 0 && o.fetching == 0;
             let key = (u64::from(object) << 32) | u64::from(place.as_idx);
-            in_as_available = self.holders_as.get(&key).copied().unwrap_or(0) > 0;
+            in_as_holders = self.holders_as.get(&key).copied().unwrap_or(0);
+            in_as_available = in_as_holders > 0;
             if miss {
                 self.win.miss_bytes += u64::from(o.size);
                 if in_window {
@@ -478,6 +480,7 @@ impl World {
             has_manifest: false,
             counted_fetching,
             held_elsewhere: o.holders > 0,
+            in_as_holders,
         };
         let r = self.new_rec(rec);
         self.peers[peer as usize].fetches.push((fid.0, r));
@@ -536,6 +539,17 @@ impl World {
         apply(&mut self.win);
         if rec.in_window {
             apply(&mut self.total);
+            if rec.in_as_available {
+                let b = match rec.in_as_holders {
+                    1 => 0,
+                    2..=4 => 1,
+                    5..=16 => 2,
+                    _ => 3,
+                } + if self.peers[peer as usize].nat { 4 } else { 0 };
+                let f = &mut self.far_by_holders[b];
+                f[0] += rec.bytes[OTHER_AS];
+                f[1] += rec.bytes[SAME_PREFIX] + rec.bytes[SAME_AS] + rec.bytes[OTHER_AS];
+            }
         }
         self.cache_insert(peer, rec.object);
     }

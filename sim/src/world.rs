@@ -87,6 +87,8 @@ pub struct FetchRec {
     pub counted_fetching: bool,
     /// A live reachable peer held the object at request time.
     pub held_elsewhere: bool,
+    /// Live reachable holders in the requester's AS at request time.
+    pub in_as_holders: u32,
 }
 
 /// DHT and overlay counters summed over nodes (including departed ones).
@@ -179,6 +181,8 @@ pub struct World {
     /// Seeder bytes of completed fetches whose object a live peer held at request time:
     /// [inline, chunked with no peer bytes, chunked with some peer bytes], for profiling.
     pub avoidable_seeder_bytes: [u64; 3],
+    /// Profile: [other-AS, all peer] bytes of fetches with an in-AS copy, by in-AS holder count (1, 2–4, 5–16, more) and requester NAT.
+    pub far_by_holders: [[u64; 2]; 8],
 }
 
 impl World {
@@ -238,6 +242,7 @@ impl World {
             event_counts: [0; 6],
             request_counts: [0; 10],
             avoidable_seeder_bytes: [0; 3],
+            far_by_holders: [[0; 2]; 8],
         };
         w.q.now = T0;
         w.populate(places);
