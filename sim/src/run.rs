@@ -135,6 +135,10 @@ pub fn run(sc: &Scenario, seed: u64, show_progress: bool) -> Result<Outcome> {
                 world.far_by_holders
             );
             eprintln!(
+                "{name}: Attach answers Attached/Busy/other at supernode then seeder, from leaves then servers {:?}",
+                world.attach_outcomes
+            );
+            eprintln!(
                 "{name}: events timer/req/resp/chunk/other/stale-timer {:?}",
                 world.event_counts
             );

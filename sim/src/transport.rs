@@ -202,6 +202,10 @@ impl World {
         }
         let rtt = self.rtt(from, to);
         let refusing = self.peers[to as usize].refusing;
+        let attach_role = match &req {
+            Request::Attach { role, .. } => Some(*role),
+            _ => None,
+        };
         let resp = match req {
             Request::GetManifest { object } => self.manifest_answer(to, &object),
             Request::Have { .. } | Request::Detach => self.core_answer(to, from, req),
@@ -210,6 +214,16 @@ impl World {
             },
             req => self.core_answer(to, from, req),
         };
+        if let Some(role) = attach_role {
+            let k = usize::from(role != nearcast_proto::Role::Leaf) * 6
+                + usize::from(self.peers[to as usize].seeder) * 3
+                + match &resp {
+                    Response::Attached { .. } => 0,
+                    Response::Busy { .. } => 1,
+                    _ => 2,
+                };
+            self.attach_outcomes[k] += 1;
+        }
         self.count_control(response_size(&resp));
         let ev = RespEv {
             to: from,

@@ -183,6 +183,8 @@ pub struct World {
     pub avoidable_seeder_bytes: [u64; 3],
     /// Profile: [other-AS, all peer] bytes of fetches with an in-AS copy, by in-AS holder count (1, 2–4, 5–16, more) and requester NAT.
     pub far_by_holders: [[u64; 2]; 8],
+    /// Profile: Attach answers Attached/Busy/other, to supernode then seeder, from leaves then servers.
+    pub attach_outcomes: [u64; 12],
 }
 
 impl World {
@@ -243,6 +245,7 @@ impl World {
             request_counts: [0; 10],
             avoidable_seeder_bytes: [0; 3],
             far_by_holders: [[0; 2]; 8],
+            attach_outcomes: [0; 12],
         };
         w.q.now = T0;
         w.populate(places);

@@ -27,6 +27,8 @@ use crate::rng::Rng;
 use crate::routing::RoutingTable;
 
 /// A server's DHT self-lookup runs every this many heartbeat periods.
+/// Heartbeats a busy supernode is left alone by a leaf that has all the parents it wants.
+const REFUSED_WITH_ENOUGH_PARENTS_HEARTBEATS: u64 = 8;
 const SELF_LOOKUP_EVERY: u64 = 10;
 /// A new session tells seeders its holdings at a random time within this long of its start, so
 /// that a mass restart does not send every peer's list to the seeders at once.
@@ -1554,8 +1556,19 @@ impl<P: PeerRef> Node<P> {
                 self.trim_parents();
             }
             Ok(Response::Busy { alternatives }) => {
-                self.refused
-                    .insert(peer.clone(), now + self.cfg.timing.heartbeat_ms);
+                // A full supernode stays full for a while: one that would only have replaced
+                // a parent we have is left alone for longer (else every leaf near it asks
+                // again each heartbeat, and all but a few are turned away).
+                let want = self.cfg.parents.clamp(2, 4);
+                let heartbeats = if self.parents.len() >= want {
+                    REFUSED_WITH_ENOUGH_PARENTS_HEARTBEATS
+                } else {
+                    REFUSED_WITH_ENOUGH_PARENTS_HEARTBEATS / 2
+                };
+                self.refused.insert(
+                    peer.clone(),
+                    now + heartbeats * self.cfg.timing.heartbeat_ms,
+                );
                 self.learn_supernodes(now, alternatives);
                 self.attach_failures += 1;
                 self.next_attach = now + self.backoff();
