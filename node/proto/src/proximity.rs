@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bincode::{Decode, Encode};
 use nearcast_asmap::AsMap;
@@ -100,14 +100,11 @@ const MAX_CACHED_ROW_BYTES: usize = 64 << 20;
 struct DistanceCache(Mutex<HashMap<u32, Arc<[u8]>>>);
 
 impl DistanceCache {
-    fn get(&self, map: &AsMap, a: u32, b: u32) -> u8 {
-        if a == b {
-            return 0;
-        }
+    /// Distance to `b` in `row`, the row of another AS.
+    fn in_row(map: &AsMap, row: &[u8], b: u32) -> u8 {
         let Some(ib) = map.as_index(b) else {
             return nearcast_asmap::MAX_AS_DISTANCE;
         };
-        let row = self.row(map, a);
         row.get(ib as usize)
             .copied()
             .unwrap_or(nearcast_asmap::MAX_AS_DISTANCE)
@@ -135,6 +132,9 @@ pub struct Locality {
     ranking: Ranking,
     map: Arc<AsMap>,
     distances: Arc<DistanceCache>,
+    /// The distance row of our own AS, fetched from the shared cache on first use (every
+    /// proximity is measured from us).
+    own_row: OnceLock<Arc<[u8]>>,
     own_ip: IpAddr,
     own_asn: Option<u32>,
     own_prefix: Option<ipnet::IpNet>,
@@ -153,6 +153,7 @@ impl Locality {
             own_prefix: route.map(|r| r.prefix),
             map,
             distances,
+            own_row: OnceLock::new(),
             own_ip,
         }
     }
@@ -243,7 +244,10 @@ impl Locality {
                 } else if asn_a == rb.asn {
                     1
                 } else {
-                    1 + self.distances.get(&self.map, asn_a, rb.asn)
+                    let row = self
+                        .own_row
+                        .get_or_init(|| self.distances.row(&self.map, asn_a));
+                    1 + DistanceCache::in_row(&self.map, row, rb.asn)
                 }
             }
             // No map entry: fall back to the IP prefix alone.
