@@ -27,6 +27,22 @@ use crate::rng::Rng;
 use crate::routing::RoutingTable;
 
 /// A server's DHT self-lookup runs every this many heartbeat periods.
+/// ASes whose attach candidates a node keeps at once (all are dropped when full).
+const MAX_ALTERNATIVES_CACHED: usize = 4096;
+
+/// Sorts `list` nearest first and keeps the 8 nearest (a total order, so the same 8 whichever
+/// way they are selected).
+fn nearest_eight<P: PeerRef>(list: &mut Vec<(Proximity, Contact<P>)>) {
+    let order = |a: &(Proximity, Contact<P>), b: &(Proximity, Contact<P>)| {
+        a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer))
+    };
+    if list.len() > 8 {
+        list.select_nth_unstable_by(7, order);
+        list.truncate(8);
+    }
+    list.sort_by(order);
+}
+
 /// Heartbeats a busy supernode is left alone by a leaf that has all the parents it wants.
 const REFUSED_WITH_ENOUGH_PARENTS_HEARTBEATS: u64 = 8;
 const SELF_LOOKUP_EVERY: u64 = 10;
@@ -177,6 +193,8 @@ pub struct Node<P: PeerRef> {
     attaching: BTreeSet<P>,
     supernodes: BTreeMap<P, (Contact<P>, u64)>,
     refused: BTreeMap<P, u64>,
+    /// Attach candidates per requester AS, with their expiry (see `alternatives_for`).
+    alternatives_cache: BTreeMap<u32, (u64, Vec<Contact<P>>)>,
     attach_failures: u32,
     next_attach: u64,
     holdings: BTreeSet<ObjectId>,
@@ -238,6 +256,7 @@ impl<P: PeerRef> Node<P> {
             attaching: BTreeSet::new(),
             supernodes: BTreeMap::new(),
             refused: BTreeMap::new(),
+            alternatives_cache: BTreeMap::new(),
             attach_failures: 0,
             next_attach: now,
             holdings: BTreeSet::new(),
@@ -636,7 +655,7 @@ impl<P: PeerRef> Node<P> {
             }
             // Brownout: keep the overlay, shed the work.
             if !matches!(request, Request::Have { .. }) {
-                let alternatives = self.alternatives_for(None);
+                let alternatives = self.alternatives_for(None, now);
                 return Response::Busy { alternatives };
             }
         }
@@ -840,7 +859,7 @@ impl<P: PeerRef> Node<P> {
         }
         if !self.role.is_server() {
             return Response::Busy {
-                alternatives: self.alternatives_for(Some(&me)),
+                alternatives: self.alternatives_for(Some(&me), now),
             };
         }
         if role != Role::Leaf {
@@ -851,7 +870,7 @@ impl<P: PeerRef> Node<P> {
                 (me.clone(), now + 3 * self.cfg.timing.heartbeat_ms),
             );
             return Response::Attached {
-                supernodes: self.alternatives_for(Some(&me)),
+                supernodes: self.alternatives_for(Some(&me), now),
             };
         }
         let full =
@@ -859,7 +878,7 @@ impl<P: PeerRef> Node<P> {
         if full {
             self.stats.requests_busy += 1;
             return Response::Busy {
-                alternatives: self.alternatives_for(Some(&me)),
+                alternatives: self.alternatives_for(Some(&me), now),
             };
         }
         self.children.entry(from.clone()).or_insert_with(|| Child {
@@ -868,7 +887,7 @@ impl<P: PeerRef> Node<P> {
             objects: BTreeSet::new(),
         });
         Response::Attached {
-            supernodes: self.alternatives_for(Some(&me)),
+            supernodes: self.alternatives_for(Some(&me), now),
         }
     }
 
@@ -880,29 +899,79 @@ impl<P: PeerRef> Node<P> {
         }
     }
 
-    /// Supernodes near `near` (or us), for redirects and attach answers.
-    fn alternatives_for(&self, near: Option<&Contact<P>>) -> Vec<Contact<P>> {
+    /// Supernodes near `near` (or us), for redirects and attach answers: the 8 nearest.
+    ///
+    /// Ranking every known supernode for each `Attach` costs a seeder (which knows them all)
+    /// the most of any request, so the candidates for one AS are kept for a maintenance
+    /// period: every supernode in that AS plus the 8 nearest outside it (AS distance is the
+    /// same from anywhere in the AS); each answer ranks only those for its requester.
+    fn alternatives_for(&mut self, near: Option<&Contact<P>>, now: u64) -> Vec<Contact<P>> {
         let ip = near.map(|c| c.ip).unwrap_or(self.cfg.own.ip);
         let from = self.locality.seen_from(ip);
-        let mut list: Vec<(Proximity, Contact<P>)> = self
-            .supernodes
-            .values()
-            .filter(|(c, _)| near.is_none_or(|n| n.peer != c.peer))
-            .map(|(c, _)| (from.proximity(c.ip, None), c.clone()))
+        let Some(asn) = from.own_asn() else {
+            // No AS known: rank everyone by prefix for this requester.
+            let mut list: Vec<(Proximity, Contact<P>)> = self
+                .supernodes
+                .values()
+                .filter(|(c, _)| near.is_none_or(|n| n.peer != c.peer))
+                .map(|(c, _)| (from.proximity(c.ip, None), c.clone()))
+                .collect();
+            if self.role.is_server() {
+                list.push((from.proximity(self.cfg.own.ip, None), self.cfg.own.clone()));
+            }
+            nearest_eight(&mut list);
+            return list.into_iter().map(|(_, c)| c).collect();
+        };
+        let key = asn;
+        let fresh = self
+            .alternatives_cache
+            .get(&key)
+            .is_some_and(|(until, _)| *until > now);
+        if !fresh {
+            let candidates = self.alternative_candidates(&from);
+            if self.alternatives_cache.len() >= MAX_ALTERNATIVES_CACHED {
+                self.alternatives_cache.clear();
+            }
+            let until = now + self.cfg.timing.maintenance_ms;
+            self.alternatives_cache.insert(key, (until, candidates));
+        }
+        let Some((_, candidates)) = self.alternatives_cache.get(&key) else {
+            return Vec::new();
+        };
+        let mut list: Vec<(Proximity, Contact<P>)> = candidates
+            .iter()
+            .filter(|c| near.is_none_or(|n| n.peer != c.peer))
+            .map(|c| (from.proximity(c.ip, None), c.clone()))
             .collect();
         if self.role.is_server() {
             list.push((from.proximity(self.cfg.own.ip, None), self.cfg.own.clone()));
         }
-        // A total order, so the 8 nearest are the same whichever way they are selected.
+        nearest_eight(&mut list);
+        list.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// Every known supernode in the AS `from` is in, and the 8 nearest outside it (one more,
+    /// in case the requester is among them).
+    fn alternative_candidates(&self, from: &Locality) -> Vec<Contact<P>> {
+        let mut inside = Vec::new();
+        let mut outside: Vec<(Proximity, Contact<P>)> = Vec::new();
+        for (c, _) in self.supernodes.values() {
+            let p = from.proximity(c.ip, None);
+            if p.tier <= 1 {
+                inside.push(c.clone());
+            } else {
+                outside.push((p, c.clone()));
+            }
+        }
         let order = |a: &(Proximity, Contact<P>), b: &(Proximity, Contact<P>)| {
             a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer))
         };
-        if list.len() > 8 {
-            list.select_nth_unstable_by(7, order);
-            list.truncate(8);
+        if outside.len() > 9 {
+            outside.select_nth_unstable_by(8, order);
+            outside.truncate(9);
         }
-        list.sort_by(order);
-        list.into_iter().map(|(_, c)| c).collect()
+        inside.extend(outside.into_iter().map(|(_, c)| c));
+        inside
     }
 
     /// The outcome of a request the node sent.
