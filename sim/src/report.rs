@@ -256,7 +256,13 @@ pub fn table(s: &Summary) -> String {
         ("other AS MiB", |b| mib(b.peer_bytes.other_as)),
         ("peer offload", |b| format!("{:.3}", b.peer_offload)),
         ("same AS when available", |b| {
-            format!("{:.3}", b.same_as_when_available)
+            let peers = b.peer_bytes.same_prefix + b.peer_bytes.same_as + b.peer_bytes.other_as;
+            // Vacuous (1.0 in summary.json) when peers served nothing, as for seeder_only.
+            if peers == 0 {
+                "–".to_string()
+            } else {
+                format!("{:.3}", b.same_as_when_available)
+            }
         }),
         ("TTFB p50/p95/p99 ms", |b| {
             format!("{}/{}/{}", b.ttfb_ms.p50, b.ttfb_ms.p95, b.ttfb_ms.p99)
