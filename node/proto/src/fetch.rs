@@ -59,6 +59,9 @@ pub struct Source<P> {
     pub in_flight: u32,
     pub failures: u32,
     pub manifest_tried: bool,
+    /// Asked for the manifest and not answered yet: maybe gone, so no chunk requests until
+    /// it answers (another source's manifest may arrive first, after a hedge).
+    pub awaiting_manifest: bool,
     pub map_pending: bool,
     /// Chunks this source delivered.
     pub delivered: u32,
@@ -174,6 +177,7 @@ impl<P: PeerRef> Fetch<P> {
                 in_flight: 0,
                 failures: 0,
                 manifest_tried: false,
+                awaiting_manifest: false,
                 map_pending: false,
                 delivered: 0,
                 held_back: Vec::new(),
@@ -229,6 +233,7 @@ impl<P: PeerRef> Fetch<P> {
             .clone();
         let s = self.sources.get_mut(&best)?;
         s.manifest_tried = true;
+        s.awaiting_manifest = true;
         Some(s.contact.clone())
     }
 
@@ -302,7 +307,11 @@ impl<P: PeerRef> Fetch<P> {
             }) {
                 break;
             }
-            while let Some(s) = self.sources.get(&peer).filter(|s| !s.suspect()) {
+            while let Some(s) = self
+                .sources
+                .get(&peer)
+                .filter(|s| !s.suspect() && !s.awaiting_manifest)
+            {
                 // While peers share the object, a seeder only seeds: a narrow window leaves
                 // most chunks to the peers (who pass on what the seeder gave each of them).
                 let limit = if s.is_seeder && has_peer_sources {

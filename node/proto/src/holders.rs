@@ -213,11 +213,15 @@ impl<P: PeerRef> HolderIndex<P> {
             }
             _ => list.iter().filter(live).collect(),
         };
+        // Within one tier, holders are ordered by XOR distance from the requester's key rather
+        // than by address or id: every requester of an AS gets its own order, so they do not
+        // all queue at the same few holders' uplinks.
+        let me = requester.peer.key();
         let mut ranked: Vec<_> = candidates
             .into_iter()
             .map(|e| {
                 let p = from_requester.proximity(e.contact.ip, None);
-                ((p.tier, !e.complete, p.prefix_gap), e)
+                ((p.tier, !e.complete, e.contact.peer.key().distance(&me)), e)
             })
             .collect();
         ranked.sort_by(|a, b| {

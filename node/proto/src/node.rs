@@ -490,8 +490,43 @@ impl<P: PeerRef> Node<P> {
             self.start_provider_lookup(now, id, object);
             self.locate_wider(id, object);
         }
+        // No parent in our AS: it cannot index the holders of our AS, the object's first seeder
+        // may. Ask both at once rather than one after the other.
+        let near_parent = self.parents.values().any(|p| {
+            !self.is_seeder(&p.contact.peer)
+                && self.locality.proximity(p.contact.ip, None).tier <= 1
+        });
+        if !near_parent && self.role == Role::Leaf && !self.parents.is_empty() {
+            self.locate_at_first_seeder(id, object);
+        }
         self.drive_fetch(now, id);
         id
+    }
+
+    /// Asks the object's first seeder for holders near us (once per fetch; Nearcast only).
+    fn locate_at_first_seeder(&mut self, fid: FetchId, object: ObjectId) {
+        if self.cfg.strategy != Strategy::Nearcast {
+            return;
+        }
+        let Some(first) = self.first_seeder(&object) else {
+            return;
+        };
+        if first.peer == self.cfg.own.peer
+            || self.banned.contains(&first.peer)
+            || self.parents.contains_key(&first.peer)
+        {
+            return;
+        }
+        let Some(f) = self.fetches.get_mut(&fid) else {
+            return;
+        };
+        if f.seeder_located {
+            return;
+        }
+        f.seeder_located = true;
+        f.locates_pending += 1;
+        let me = self.cfg.own.clone();
+        self.send(first, Request::Locate { me, object }, Pending::Locate(fid));
     }
 
     /// The neighbourhood knows no holder: ask the nearest other supernodes we know (they index
@@ -1025,6 +1060,9 @@ impl<P: PeerRef> Node<P> {
                     return;
                 };
                 f.manifest_in_flight = f.manifest_in_flight.saturating_sub(1);
+                if let Some(s) = f.sources.get_mut(&peer) {
+                    s.awaiting_manifest = false;
+                }
                 match result {
                     // A hedged request answered after another: nothing more to learn.
                     Ok(Response::Manifest { .. }) if f.manifest.is_some() => {}
@@ -1195,17 +1233,8 @@ impl<P: PeerRef> Node<P> {
             && f.in_flight.is_empty()
             && f.has_peer_sources()
             && !f.has_near_source();
-        if only_far
-            && self.cfg.strategy == Strategy::Nearcast
-            && let Some(first) = self.first_seeder(&object)
-            && first.peer != self.cfg.own.peer
-            && !self.banned.contains(&first.peer)
-            && let Some(f) = self.fetches.get_mut(&fid)
-        {
-            f.seeder_located = true;
-            f.locates_pending += 1;
-            let me = self.cfg.own.clone();
-            self.send(first, Request::Locate { me, object }, Pending::Locate(fid));
+        if only_far {
+            self.locate_at_first_seeder(fid, object);
         }
         let Some(f) = self.fetches.get_mut(&fid) else {
             return;
