@@ -594,4 +594,38 @@ mod tests {
         f.on_chunk(20, &1, first[1].1, ChunkOutcome::Failed);
         assert!(f.sources.contains_key(&1));
     }
+
+    #[test]
+    fn a_holder_that_has_not_answered_the_manifest_gets_no_chunks_until_it_does() {
+        let mut f = Fetch::new(two_chunk_fetch().object, 0, 400);
+        f.add_source(contact(1), near(1), false, true);
+        f.add_source(contact(2), near(2), false, true);
+        // The nearest is asked first; it does not answer, the hedge asks the other.
+        assert_eq!(
+            f.next_manifest_source(false, false).map(|c| c.peer),
+            Some(1)
+        );
+        assert_eq!(
+            f.next_manifest_source(false, false).map(|c| c.peer),
+            Some(2)
+        );
+        // Peer 2's answer arrives first: chunks go to it, not into peer 1's silence.
+        if let Some(s) = f.sources.get_mut(&2) {
+            s.awaiting_manifest = false;
+        }
+        f.set_manifest(two_chunk_fetch().manifest.expect("manifest"));
+        let mut rng = Rng::new(1);
+        let sent = f.schedule(500, 8, &mut rng);
+        assert_eq!(sent.len(), 2);
+        assert!(sent.iter().all(|(c, _)| c.peer == 2), "{sent:?}");
+        // Peer 1 answers late after all: it may take chunks again.
+        if let Some(s) = f.sources.get_mut(&1) {
+            s.awaiting_manifest = false;
+        }
+        for (c, i) in sent {
+            f.on_chunk(600, &c.peer, i, ChunkOutcome::Busy);
+        }
+        let again = f.schedule(600, 8, &mut rng);
+        assert!(again.iter().any(|(c, _)| c.peer == 1), "{again:?}");
+    }
 }
