@@ -17,6 +17,8 @@ use crate::proximity::{Locality, Ranking};
 pub const MAX_HOLDERS_PER_OBJECT: usize = 48;
 /// Entries kept per object at a seeder: four per AS for objects held in up to 512 ASes.
 pub const MAX_HOLDERS_PER_OBJECT_AT_SEEDER: usize = 2048;
+/// Entries a seeder keeps over all objects (about 100 bytes each in the real node).
+pub const MAX_ENTRIES_AT_SEEDER: usize = 8_000_000;
 /// Recent fetchers kept per object and AS (children are kept regardless).
 pub const MAX_RECENT_PER_AS: usize = 4;
 /// Objects indexed at most.
@@ -45,12 +47,16 @@ const NO_ASN: u32 = u32::MAX;
 pub struct HolderIndex<P> {
     objects: BTreeMap<ObjectId, Vec<Entry<P>>>,
     per_object: usize,
+    /// Entries over all objects, and the most kept: new entries beyond are dropped until
+    /// expiry or removals make room.
+    entries: usize,
+    max_entries: usize,
     next_sweep: u64,
 }
 
 impl<P: PeerRef> Default for HolderIndex<P> {
     fn default() -> Self {
-        Self::new(MAX_HOLDERS_PER_OBJECT)
+        Self::new(MAX_HOLDERS_PER_OBJECT, usize::MAX)
     }
 }
 
@@ -62,13 +68,20 @@ fn as_range<P>(list: &[Entry<P>], asn: u32) -> std::ops::Range<usize> {
 }
 
 impl<P: PeerRef> HolderIndex<P> {
-    /// An index keeping up to `per_object` entries per object.
-    pub fn new(per_object: usize) -> Self {
+    /// An index keeping up to `per_object` entries per object and `max_entries` in all.
+    pub fn new(per_object: usize, max_entries: usize) -> Self {
         HolderIndex {
             objects: BTreeMap::new(),
             per_object: per_object.max(1),
+            entries: 0,
+            max_entries,
             next_sweep: 0,
         }
+    }
+
+    /// A seeder's index: many holders per object, bounded in all.
+    pub fn for_seeder() -> Self {
+        Self::new(MAX_HOLDERS_PER_OBJECT_AT_SEEDER, MAX_ENTRIES_AT_SEEDER)
     }
 
     /// Records a holder. `until` is `u64::MAX` for a child's report.
@@ -83,7 +96,7 @@ impl<P: PeerRef> HolderIndex<P> {
         if contact.port == 0 {
             return;
         }
-        let full = self.objects.len() >= MAX_OBJECTS;
+        let full = self.objects.len() >= MAX_OBJECTS || self.entries >= self.max_entries;
         let list = match self.objects.get_mut(&object) {
             Some(list) => list,
             None if full => return,
@@ -143,13 +156,19 @@ impl<P: PeerRef> HolderIndex<P> {
             list.insert(at, entry);
             return;
         }
+        if self.entries >= self.max_entries {
+            return;
+        }
         list.insert(range.end, entry);
+        self.entries += 1;
     }
 
     /// Forgets `peer` as a holder of `object`.
     pub fn remove(&mut self, object: &ObjectId, peer: &P) {
         if let Some(list) = self.objects.get_mut(object) {
+            let before = list.len();
             list.retain(|e| &e.contact.peer != peer);
+            self.entries -= before - list.len();
             if list.is_empty() {
                 self.objects.remove(object);
             }
@@ -244,10 +263,14 @@ impl<P: PeerRef> HolderIndex<P> {
             return;
         }
         self.next_sweep = now + SWEEP_EVERY_MS;
+        let mut removed = 0;
         self.objects.retain(|_, l| {
+            let before = l.len();
             l.retain(|e| e.until > now);
+            removed += before - l.len();
             !l.is_empty()
         });
+        self.entries -= removed;
     }
 
     pub fn objects(&self) -> usize {
@@ -300,7 +323,7 @@ mod tests {
     fn a_seeder_index_finds_the_requesters_as_among_hundreds() {
         let locality = Locality::new(map(), ip_in(0, 200));
         let object = ObjectId([7u8; 32]);
-        let mut seeder = HolderIndex::new(MAX_HOLDERS_PER_OBJECT_AT_SEEDER);
+        let mut seeder = HolderIndex::for_seeder();
         let mut supernode = HolderIndex::default();
         fill(&mut seeder, &locality, object);
         fill(&mut supernode, &locality, object);
@@ -323,7 +346,7 @@ mod tests {
         assert!(covered(&supernode) <= MAX_HOLDERS_PER_OBJECT);
         assert_eq!(covered(&seeder), 300);
         // An adjacent AS comes before farther ones when the own AS has none.
-        let mut sparse = HolderIndex::new(MAX_HOLDERS_PER_OBJECT_AT_SEEDER);
+        let mut sparse = HolderIndex::for_seeder();
         for k in 1..300u32 {
             let ip = ip_in(k, 1);
             sparse.add(
@@ -350,7 +373,7 @@ mod tests {
     fn recent_fetchers_are_capped_per_as_and_the_list_stays_grouped() {
         let locality = Locality::new(map(), ip_in(0, 200));
         let object = ObjectId([8u8; 32]);
-        let mut index = HolderIndex::new(8);
+        let mut index = HolderIndex::new(8, usize::MAX);
         // Ten recent fetchers in AS 5: only the four latest stay.
         for i in 0..10u32 {
             let ip = ip_in(5, 1 + i as u8);
@@ -388,5 +411,36 @@ mod tests {
             "grouped by AS"
         );
         assert!(list.iter().filter(|e| e.until == u64::MAX).count() == 8);
+    }
+
+    #[test]
+    fn the_index_keeps_no_more_entries_than_its_budget_and_frees_them_on_expiry() {
+        let locality = Locality::new(map(), ip_in(0, 200));
+        let mut index = HolderIndex::new(MAX_HOLDERS_PER_OBJECT_AT_SEEDER, 100);
+        for o in 0..50u8 {
+            for k in 0..5u32 {
+                let ip = ip_in(k, 1);
+                let c = Contact::new(k, ip, 4000);
+                index.add(ObjectId([o; 32]), c, locality.asn_of(ip), true, 1_000);
+            }
+        }
+        let kept: usize = index.objects.values().map(Vec::len).sum();
+        assert_eq!(kept, 100);
+        assert_eq!(index.entries, 100);
+        assert_eq!(index.objects(), 20);
+        index.remove(&ObjectId([0; 32]), &3);
+        assert_eq!(index.entries, 99);
+        index.expire(1_000);
+        assert_eq!(index.entries, 0);
+        assert_eq!(index.objects(), 0);
+        let ip = ip_in(1, 1);
+        index.add(
+            ObjectId([99; 32]),
+            Contact::new(1, ip, 4000),
+            locality.asn_of(ip),
+            true,
+            5_000,
+        );
+        assert_eq!(index.entries, 1);
     }
 }

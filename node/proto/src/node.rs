@@ -14,7 +14,7 @@ use crate::config::{Config, Strategy};
 use crate::content::{Manifest, ObjectId};
 use crate::dht::{LOOKUP_K, Lookup, LookupKind, ProviderStore};
 use crate::fetch::{ChunkOutcome, Fetch, FetchError, FetchId, MAX_MANIFEST_REQUESTS, unpack_bits};
-use crate::holders::{HolderIndex, MAX_HOLDERS_PER_OBJECT_AT_SEEDER};
+use crate::holders::HolderIndex;
 use crate::hot::HotSet;
 use crate::key::Key;
 use crate::mapsync::{MapRejected, MapSync};
@@ -247,7 +247,7 @@ impl<P: PeerRef> Node<P> {
             lookup_fetch: BTreeMap::new(),
             next_lookup: 0,
             holders: if cfg.role == Role::Seeder {
-                HolderIndex::new(MAX_HOLDERS_PER_OBJECT_AT_SEEDER)
+                HolderIndex::for_seeder()
             } else {
                 HolderIndex::default()
             },
