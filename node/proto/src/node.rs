@@ -26,7 +26,6 @@ use crate::rendezvous::seeders_for;
 use crate::rng::Rng;
 use crate::routing::RoutingTable;
 
-/// A server's DHT self-lookup runs every this many heartbeat periods.
 /// ASes whose attach candidates a node keeps at once (all are dropped when full).
 const MAX_ALTERNATIVES_CACHED: usize = 4096;
 
@@ -45,6 +44,7 @@ fn nearest_eight<P: PeerRef>(list: &mut Vec<(Proximity, Contact<P>)>) {
 
 /// Heartbeats a busy supernode is left alone by a leaf that has all the parents it wants.
 const REFUSED_WITH_ENOUGH_PARENTS_HEARTBEATS: u64 = 8;
+/// A server's DHT self-lookup runs every this many heartbeat periods.
 const SELF_LOOKUP_EVERY: u64 = 10;
 /// A new session tells seeders its holdings at a random time within this long of its start, so
 /// that a mass restart does not send every peer's list to the seeders at once.
@@ -957,10 +957,9 @@ impl<P: PeerRef> Node<P> {
             nearest_eight(&mut list);
             return list.into_iter().map(|(_, c)| c).collect();
         };
-        let key = asn;
         let fresh = self
             .alternatives_cache
-            .get(&key)
+            .get(&asn)
             .is_some_and(|(until, _)| *until > now);
         if !fresh {
             let candidates = self.alternative_candidates(&from);
@@ -968,9 +967,9 @@ impl<P: PeerRef> Node<P> {
                 self.alternatives_cache.clear();
             }
             let until = now + self.cfg.timing.maintenance_ms;
-            self.alternatives_cache.insert(key, (until, candidates));
+            self.alternatives_cache.insert(asn, (until, candidates));
         }
-        let Some((_, candidates)) = self.alternatives_cache.get(&key) else {
+        let Some((_, candidates)) = self.alternatives_cache.get(&asn) else {
             return Vec::new();
         };
         let mut list: Vec<(Proximity, Contact<P>)> = candidates
