@@ -29,21 +29,9 @@ use crate::routing::RoutingTable;
 /// ASes whose attach candidates a node keeps at once (all are dropped when full).
 const MAX_ALTERNATIVES_CACHED: usize = 4096;
 
-/// Sorts `list` nearest first and keeps the 8 nearest (a total order, so the same 8 whichever
-/// way they are selected).
-fn nearest_eight<P: PeerRef>(list: &mut Vec<(Proximity, Contact<P>)>) {
-    let order = |a: &(Proximity, Contact<P>), b: &(Proximity, Contact<P>)| {
-        a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer))
-    };
-    if list.len() > 8 {
-        list.select_nth_unstable_by(7, order);
-        list.truncate(8);
-    }
-    list.sort_by(order);
-}
-
-/// Heartbeats a busy supernode is left alone by a leaf that has all the parents it wants.
-const REFUSED_WITH_ENOUGH_PARENTS_HEARTBEATS: u64 = 8;
+/// Heartbeats a leaf leaves a supernode alone after it answered `Busy` (twice as long if the
+/// leaf has all the parents it wants).
+const BUSY_SUPERNODE_AVOIDED_HEARTBEATS: u64 = 4;
 /// A server's DHT self-lookup runs every this many heartbeat periods.
 const SELF_LOOKUP_EVERY: u64 = 10;
 /// A new session tells seeders its holdings at a random time within this long of its start, so
@@ -496,18 +484,20 @@ impl<P: PeerRef> Node<P> {
             !self.is_seeder(&p.contact.peer)
                 && self.locality.proximity(p.contact.ip, None).tier <= 1
         });
-        if !near_parent && self.role == Role::Leaf && !self.parents.is_empty() {
+        if !near_parent
+            && self.role == Role::Leaf
+            && !self.parents.is_empty()
+            && self.cfg.strategy == Strategy::Nearcast
+        {
             self.locate_at_first_seeder(id, object);
         }
         self.drive_fetch(now, id);
         id
     }
 
-    /// Asks the object's first seeder for holders near us (once per fetch; Nearcast only).
+    /// Asks the object's first seeder for holders near us (once per fetch; a parent seeder
+    /// was asked already).
     fn locate_at_first_seeder(&mut self, fid: FetchId, object: ObjectId) {
-        if self.cfg.strategy != Strategy::Nearcast {
-            return;
-        }
         let Some(first) = self.first_seeder(&object) else {
             return;
         };
@@ -943,19 +933,10 @@ impl<P: PeerRef> Node<P> {
     fn alternatives_for(&mut self, near: Option<&Contact<P>>, now: u64) -> Vec<Contact<P>> {
         let ip = near.map(|c| c.ip).unwrap_or(self.cfg.own.ip);
         let from = self.locality.seen_from(ip);
+        // No AS known: rank every supernode by prefix for this requester.
         let Some(asn) = from.own_asn() else {
-            // No AS known: rank everyone by prefix for this requester.
-            let mut list: Vec<(Proximity, Contact<P>)> = self
-                .supernodes
-                .values()
-                .filter(|(c, _)| near.is_none_or(|n| n.peer != c.peer))
-                .map(|(c, _)| (from.proximity(c.ip, None), c.clone()))
-                .collect();
-            if self.role.is_server() {
-                list.push((from.proximity(self.cfg.own.ip, None), self.cfg.own.clone()));
-            }
-            nearest_eight(&mut list);
-            return list.into_iter().map(|(_, c)| c).collect();
+            let all = self.supernodes.values().map(|(c, _)| c);
+            return self.nearest_alternatives(&from, near, all);
         };
         let fresh = self
             .alternatives_cache
@@ -969,18 +950,37 @@ impl<P: PeerRef> Node<P> {
             let until = now + self.cfg.timing.maintenance_ms;
             self.alternatives_cache.insert(asn, (until, candidates));
         }
-        let Some((_, candidates)) = self.alternatives_cache.get(&asn) else {
-            return Vec::new();
-        };
+        let cached = self.alternatives_cache.get(&asn).into_iter();
+        self.nearest_alternatives(&from, near, cached.flat_map(|(_, list)| list))
+    }
+
+    /// The 8 of `candidates` (and us, if a server) nearest to the requester seen as `from`,
+    /// the requester `near` itself left out.
+    fn nearest_alternatives<'a>(
+        &self,
+        from: &Locality,
+        near: Option<&Contact<P>>,
+        candidates: impl Iterator<Item = &'a Contact<P>>,
+    ) -> Vec<Contact<P>>
+    where
+        P: 'a,
+    {
         let mut list: Vec<(Proximity, Contact<P>)> = candidates
-            .iter()
             .filter(|c| near.is_none_or(|n| n.peer != c.peer))
             .map(|c| (from.proximity(c.ip, None), c.clone()))
             .collect();
         if self.role.is_server() {
             list.push((from.proximity(self.cfg.own.ip, None), self.cfg.own.clone()));
         }
-        nearest_eight(&mut list);
+        // A total order, so the 8 nearest are the same whichever way they are selected.
+        let order = |a: &(Proximity, Contact<P>), b: &(Proximity, Contact<P>)| {
+            a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer))
+        };
+        if list.len() > 8 {
+            list.select_nth_unstable_by(7, order);
+            list.truncate(8);
+        }
+        list.sort_by(order);
         list.into_iter().map(|(_, c)| c).collect()
     }
 
@@ -1206,19 +1206,8 @@ impl<P: PeerRef> Node<P> {
                 f.add_source(s.clone(), p, true, true);
             }
             // Ask the first seeder for nearby holders as well (it knows recent fetchers).
-            if let Some(first) = picked.first()
-                && !f.seeder_located
-                && !self.parents.contains_key(&first.peer)
-                && self.cfg.strategy != Strategy::SeederOnly
-            {
-                f.seeder_located = true;
-                f.locates_pending += 1;
-                let me = self.cfg.own.clone();
-                self.send(
-                    first.clone(),
-                    Request::Locate { me, object },
-                    Pending::Locate(fid),
-                );
+            if self.cfg.strategy != Strategy::SeederOnly {
+                self.locate_at_first_seeder(fid, object);
             }
         }
         let Some(f) = self.fetches.get_mut(&fid) else {
@@ -1232,7 +1221,7 @@ impl<P: PeerRef> Node<P> {
             && f.in_flight.is_empty()
             && f.has_peer_sources()
             && !f.has_near_source();
-        if only_far {
+        if only_far && self.cfg.strategy == Strategy::Nearcast {
             self.locate_at_first_seeder(fid, object);
         }
         let Some(f) = self.fetches.get_mut(&fid) else {
@@ -1658,9 +1647,9 @@ impl<P: PeerRef> Node<P> {
                 // again each heartbeat, and all but a few are turned away).
                 let want = self.cfg.parents.clamp(2, 4);
                 let heartbeats = if self.parents.len() >= want {
-                    REFUSED_WITH_ENOUGH_PARENTS_HEARTBEATS
+                    2 * BUSY_SUPERNODE_AVOIDED_HEARTBEATS
                 } else {
-                    REFUSED_WITH_ENOUGH_PARENTS_HEARTBEATS / 2
+                    BUSY_SUPERNODE_AVOIDED_HEARTBEATS
                 };
                 self.refused.insert(
                     peer.clone(),
