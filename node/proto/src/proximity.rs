@@ -100,7 +100,7 @@ const MAX_CACHED_ROW_BYTES: usize = 64 << 20;
 struct DistanceCache(Mutex<HashMap<u32, Arc<[u8]>>>);
 
 impl DistanceCache {
-    /// Distance to `b` in `row`, the row of another AS.
+    /// Distance to AS `b` in `row` (the distances from one origin AS).
     fn in_row(map: &AsMap, row: &[u8], b: u32) -> u8 {
         let Some(ib) = map.as_index(b) else {
             return nearcast_asmap::MAX_AS_DISTANCE;
@@ -204,23 +204,7 @@ impl Locality {
 
     /// How near `ip` is to this peer.
     pub fn proximity(&self, ip: IpAddr, rtt_ms: Option<u32>) -> Proximity {
-        self.proximity_between(self.own_ip, self.own_prefix, self.own_asn, ip, rtt_ms)
-    }
-
-    /// This view as seen from `a` (same map, ranking and cache): a supernode ranking holders or
-    /// supernodes for a requester at `a` looks `a` up once, then calls `proximity` per candidate.
-    pub fn seen_from(&self, a: IpAddr) -> Self {
-        Self::with_cache(self.map.clone(), self.distances.clone(), a).with_ranking(self.ranking)
-    }
-
-    fn proximity_between(
-        &self,
-        a: IpAddr,
-        a_prefix: Option<ipnet::IpNet>,
-        a_asn: Option<u32>,
-        b: IpAddr,
-        rtt_ms: Option<u32>,
-    ) -> Proximity {
+        let (a, b) = (self.own_ip, ip);
         let common = common_prefix_len(a, b);
         let rtt_ms = rtt_ms.unwrap_or(u32::MAX);
         let prefix_gap = 128u8.saturating_sub(common);
@@ -237,7 +221,7 @@ impl Locality {
                 };
             }
         };
-        let tier = match (a_prefix, a_asn, route_b) {
+        let tier = match (self.own_prefix, self.own_asn, route_b) {
             (Some(pa), Some(asn_a), Some(rb)) => {
                 if pa == rb.prefix {
                     0
@@ -265,5 +249,11 @@ impl Locality {
             prefix_gap,
             rtt_ms,
         }
+    }
+
+    /// This view as seen from `a` (same map, ranking and cache): a supernode ranking holders or
+    /// supernodes for a requester at `a` looks `a` up once, then calls `proximity` per candidate.
+    pub fn seen_from(&self, a: IpAddr) -> Self {
+        Self::with_cache(self.map.clone(), self.distances.clone(), a).with_ranking(self.ranking)
     }
 }
