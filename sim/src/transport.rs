@@ -451,14 +451,12 @@ impl World {
         let o = self.catalogue.get(object).clone();
         let place = self.peers[peer as usize].place;
         let cached = self.peers[peer as usize].cache.contains(&object);
-        let mut in_as_available = false;
         let mut in_as_holders = 0;
         if !cached {
             // Compulsory miss: no live reachable peer holds or is fetching it.
             let miss = o.holders == 0 && o.fetching == 0;
             let key = (u64::from(object) << 32) | u64::from(place.as_idx);
             in_as_holders = self.holders_as.get(&key).copied().unwrap_or(0);
-            in_as_available = in_as_holders > 0;
             if miss {
                 self.win.miss_bytes += u64::from(o.size);
                 if in_window {
@@ -490,7 +488,6 @@ impl World {
             started: now,
             bytes: [0; 5],
             in_window,
-            in_as_available,
             has_manifest: false,
             counted_fetching,
             held_elsewhere: o.holders > 0,
@@ -532,7 +529,7 @@ impl World {
             for i in 0..5 {
                 c.bytes[i] += rec.bytes[i];
             }
-            if rec.in_as_available {
+            if rec.in_as_holders > 0 {
                 c.in_as_when_available += rec.bytes[SAME_PREFIX] + rec.bytes[SAME_AS];
                 c.peer_when_available +=
                     rec.bytes[SAME_PREFIX] + rec.bytes[SAME_AS] + rec.bytes[OTHER_AS];
@@ -553,7 +550,7 @@ impl World {
         apply(&mut self.win);
         if rec.in_window {
             apply(&mut self.total);
-            if rec.in_as_available {
+            if rec.in_as_holders > 0 {
                 let b = match rec.in_as_holders {
                     1 => 0,
                     2..=4 => 1,

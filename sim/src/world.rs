@@ -82,12 +82,11 @@ pub struct FetchRec {
     pub started: u64,
     pub bytes: [u64; 5],
     pub in_window: bool,
-    pub in_as_available: bool,
     pub has_manifest: bool,
     pub counted_fetching: bool,
     /// A live reachable peer held the object at request time.
     pub held_elsewhere: bool,
-    /// Live reachable holders in the requester's AS at request time.
+    /// Live reachable holders in the requester's AS at request time (more than 0: a copy existed there).
     pub in_as_holders: u32,
 }
 
