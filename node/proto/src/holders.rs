@@ -307,14 +307,26 @@ mod tests {
         }
     }
 
+    /// Adds `peer` at `ip` (in the AS the test map gives it) as a holder of `object`.
+    fn add_at(
+        index: &mut HolderIndex<u32>,
+        locality: &Locality,
+        object: ObjectId,
+        (peer, ip): (u32, IpAddr),
+        complete: bool,
+        until: u64,
+    ) {
+        let contact = Contact::new(peer, ip, 4000);
+        index.add(object, contact, locality.asn_of(ip), complete, until);
+    }
+
     fn fill(index: &mut HolderIndex<u32>, locality: &Locality, object: ObjectId) {
         // Three holders in each of 300 ASes, added AS by AS in a scattered order.
         for round in 0..3u32 {
             for j in 0..300u32 {
                 let k = (j * 7 + 3) % 300;
-                let ip = ip_in(k, 1 + round as u8);
-                let c = Contact::new(k * 10 + round, ip, 4000);
-                index.add(object, c, locality.asn_of(ip), true, 1_000_000);
+                let holder = (k * 10 + round, ip_in(k, 1 + round as u8));
+                add_at(index, locality, object, holder, true, 1_000_000);
             }
         }
     }
@@ -348,11 +360,11 @@ mod tests {
         // An adjacent AS comes before farther ones when the own AS has none.
         let mut sparse = HolderIndex::for_seeder();
         for k in 1..300u32 {
-            let ip = ip_in(k, 1);
-            sparse.add(
+            add_at(
+                &mut sparse,
+                &locality,
                 object,
-                Contact::new(k * 10, ip, 4000),
-                locality.asn_of(ip),
+                (k * 10, ip_in(k, 1)),
                 true,
                 10,
             );
@@ -376,11 +388,12 @@ mod tests {
         let mut index = HolderIndex::new(8, usize::MAX);
         // Ten recent fetchers in AS 5: only the four latest stay.
         for i in 0..10u32 {
-            let ip = ip_in(5, 1 + i as u8);
-            index.add(
+            let holder = (i, ip_in(5, 1 + i as u8));
+            add_at(
+                &mut index,
+                &locality,
                 object,
-                Contact::new(i, ip, 4000),
-                locality.asn_of(ip),
+                holder,
                 false,
                 100 + u64::from(i),
             );
@@ -395,11 +408,11 @@ mod tests {
         assert_eq!(peers, vec![6, 7, 8, 9]);
         // A full list takes a child by replacing the recent fetcher that expires first.
         for k in 10..20u32 {
-            let ip = ip_in(k, 1);
-            index.add(
+            add_at(
+                &mut index,
+                &locality,
                 object,
-                Contact::new(k * 100, ip, 4000),
-                locality.asn_of(ip),
+                (k * 100, ip_in(k, 1)),
                 true,
                 u64::MAX,
             );
@@ -419,9 +432,14 @@ mod tests {
         let mut index = HolderIndex::new(MAX_HOLDERS_PER_OBJECT_AT_SEEDER, 100);
         for o in 0..50u8 {
             for k in 0..5u32 {
-                let ip = ip_in(k, 1);
-                let c = Contact::new(k, ip, 4000);
-                index.add(ObjectId([o; 32]), c, locality.asn_of(ip), true, 1_000);
+                add_at(
+                    &mut index,
+                    &locality,
+                    ObjectId([o; 32]),
+                    (k, ip_in(k, 1)),
+                    true,
+                    1_000,
+                );
             }
         }
         let kept: usize = index.objects.values().map(Vec::len).sum();
@@ -433,11 +451,11 @@ mod tests {
         index.expire(1_000);
         assert_eq!(index.entries, 0);
         assert_eq!(index.objects(), 0);
-        let ip = ip_in(1, 1);
-        index.add(
+        add_at(
+            &mut index,
+            &locality,
             ObjectId([99; 32]),
-            Contact::new(1, ip, 4000),
-            locality.asn_of(ip),
+            (1, ip_in(1, 1)),
             true,
             5_000,
         );
