@@ -1142,6 +1142,44 @@ pub fn http_get_digest(addr: &str, path: &str, timeout: Duration) -> Result<Body
     })
 }
 
+/// A bounded HTTP/1.1 HEAD: the status and the time until the response head arrived. The
+/// gateway answers an object's HEAD once the object is fetched, verified and stored.
+pub fn http_head(addr: &str, path: &str, timeout: Duration) -> Result<(u16, Duration)> {
+    let deadline = Instant::now() + timeout;
+    let sa: SocketAddr = addr
+        .to_socket_addrs()
+        .with_context(|| format!("bad address {addr}"))?
+        .next()
+        .with_context(|| format!("no address for {addr}"))?;
+    let mut s = TcpStream::connect_timeout(&sa, timeout.min(Duration::from_secs(5)))
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    s.set_nodelay(true)?;
+    let sent = Instant::now();
+    s.write_all(
+        format!("HEAD {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        ensure!(
+            !left.is_zero(),
+            "no response head from {addr} within {timeout:?}"
+        );
+        s.set_read_timeout(Some(left))?;
+        let n = s
+            .read(&mut buf)
+            .with_context(|| format!("reading from {addr} (timeout {timeout:?})"))?;
+        ensure!(n > 0, "connection closed before the response head");
+        head.extend_from_slice(&buf[..n]);
+        if let Some(e) = find_header_end(&head) {
+            let (status, _) = parse_head(&head[..e])?;
+            return Ok((status, sent.elapsed()));
+        }
+        ensure!(head.len() < 1 << 20, "response head too large");
+    }
+}
+
 fn find_header_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
