@@ -90,7 +90,9 @@ fn response_size(r: &Response<u32>) -> u64 {
             Response::Busy { alternatives } => 2 + CONTACT * alternatives.len() as u64,
             Response::Located { holders } => 2 + (CONTACT + 1) * holders.len() as u64,
             Response::Manifest { bytes } => 3 + bytes.len() as u64,
-            Response::ChunkMap { bits, .. } => 3 + bits.len() as u64,
+            Response::ChunkMap { bits, peers, .. } => {
+                4 + bits.len() as u64 + (CONTACT + 1) * peers.len() as u64
+            }
             Response::Refused { reason } => 2 + reason.len() as u64,
             Response::AsMap { .. } => 42,
         }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::content::{Manifest, ObjectId};
+use crate::message::Holder;
 use crate::peer::{Contact, PeerRef};
 use crate::proximity::{Proximity, SourceClass};
 use crate::rng::Rng;
@@ -19,6 +20,9 @@ pub const MAX_MANIFEST_REQUESTS: u32 = 3;
 pub const DISTRUST_AFTER_UNREACHABLE: u32 = 3;
 /// Chunks in flight from one seeder while peer sources of the object are known.
 pub const SEEDER_WINDOW_BESIDE_PEERS: u32 = 2;
+/// Sources one fetch keeps track of: holders named by peers (lookups, peer exchange) beyond
+/// this are ignored, so a peer cannot grow a fetch without bound. Seeders always join.
+pub const MAX_SOURCES: usize = 128;
 
 /// Identifies a fetch started by the driver.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -166,6 +170,9 @@ impl<P: PeerRef> Fetch<P> {
             s.is_seeder |= is_seeder;
             return;
         }
+        if self.sources.len() >= MAX_SOURCES && !is_seeder {
+            return;
+        }
         let chunks = if complete { None } else { Some(Vec::new()) };
         self.sources.insert(
             contact.peer.clone(),
@@ -244,6 +251,25 @@ impl<P: PeerRef> Fetch<P> {
 
     pub fn is_complete(&self) -> bool {
         self.manifest.is_some() && self.have.iter().all(|h| *h)
+    }
+
+    /// Up to `max` peer sources to tell `asker` of (peer exchange): those that delivered
+    /// first, then the nearest; never the asker, a seeder or a suspect source.
+    pub fn swarm_peers(&self, asker: &P, max: usize) -> Vec<Holder<P>> {
+        let mut peers: Vec<&Source<P>> = self
+            .sources
+            .values()
+            .filter(|s| !s.is_seeder && !s.suspect() && &s.contact.peer != asker)
+            .collect();
+        peers.sort_by_key(|s| (s.delivered == 0, s.proximity));
+        peers
+            .into_iter()
+            .take(max)
+            .map(|s| Holder {
+                contact: s.contact.clone(),
+                complete: s.chunks.is_none(),
+            })
+            .collect()
     }
 
     /// Bitmap of chunks held, for `GetChunkMap` answers.
@@ -627,5 +653,48 @@ mod tests {
         }
         let again = f.schedule(600, 8, &mut rng);
         assert!(again.iter().any(|(c, _)| c.peer == 1), "{again:?}");
+    }
+    #[test]
+    fn peer_exchange_names_delivering_peers_first_never_the_asker_or_a_seeder() {
+        let mut f = two_chunk_fetch();
+        f.add_source(contact(1), near(1), false, false);
+        f.add_source(contact(2), near(3), false, true);
+        f.add_source(contact(3), near(2), false, false);
+        f.add_source(contact(9), near(5), true, true);
+        let mut rng = Rng::new(1);
+        // The partial holders' maps are in: they hold nothing yet.
+        for p in [1, 3] {
+            if let Some(s) = f.sources.get_mut(&p) {
+                s.chunks = Some(vec![false, false]);
+            }
+        }
+        let sent = f.schedule(0, 8, &mut rng);
+        assert!(sent.iter().any(|(c, _)| c.peer == 2), "{sent:?}");
+        for (c, i) in sent {
+            let outcome = if c.peer == 2 {
+                ChunkOutcome::Stored { bytes: 1 }
+            } else {
+                ChunkOutcome::Busy
+            };
+            f.on_chunk(10, &c.peer, i, outcome);
+        }
+        let named: Vec<(u32, bool)> = f
+            .swarm_peers(&1, 8)
+            .into_iter()
+            .map(|h| (h.contact.peer, h.complete))
+            .collect();
+        assert_eq!(named, vec![(2, true), (3, false)]);
+        assert_eq!(f.swarm_peers(&1, 1).len(), 1);
+    }
+
+    #[test]
+    fn named_holders_beyond_the_cap_are_ignored_but_seeders_still_join() {
+        let mut f = two_chunk_fetch();
+        for p in 0..(MAX_SOURCES as u32 + 50) {
+            f.add_source(contact(p), near(2), false, true);
+        }
+        assert_eq!(f.sources.len(), MAX_SOURCES);
+        f.add_source(contact(100_000), near(5), true, true);
+        assert!(f.sources.contains_key(&100_000));
     }
 }

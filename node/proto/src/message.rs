@@ -131,10 +131,12 @@ pub enum Response<P> {
     Manifest {
         bytes: Vec<u8>,
     },
-    /// Bit i set when chunk i is held; `complete` when all are.
+    /// Bit i set when chunk i is held; `complete` when all are. `peers`: other holders of
+    /// the object the responder knows (peer exchange: a swarm finds all its members).
     ChunkMap {
         complete: bool,
         bits: Vec<u8>,
+        peers: Vec<Holder<P>>,
     },
     NotFound,
     /// The proximity map the responder publishes or uses, if any.
@@ -240,7 +242,10 @@ impl<P> Response<P> {
             Response::Attached { supernodes } => check_len(supernodes.len(), MAX_CONTACTS),
             Response::Busy { alternatives } => check_len(alternatives.len(), MAX_CONTACTS),
             Response::Located { holders } => check_len(holders.len(), MAX_CONTACTS),
-            Response::ChunkMap { bits, .. } => check_len(bits.len() * 8, MAX_CHUNK_MAP_BITS),
+            Response::ChunkMap { bits, peers, .. } => {
+                check_len(bits.len() * 8, MAX_CHUNK_MAP_BITS)?;
+                check_len(peers.len(), MAX_CONTACTS)
+            }
             _ => Ok(()),
         }
     }

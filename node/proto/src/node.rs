@@ -32,6 +32,10 @@ const MAX_ALTERNATIVES_CACHED: usize = 4096;
 /// Heartbeats a leaf leaves a supernode alone after it answered `Busy` (twice as long if the
 /// leaf has all the parents it wants).
 const BUSY_SUPERNODE_AVOIDED_HEARTBEATS: u64 = 4;
+/// Other swarm members a chunk-map answer names (peer exchange).
+const SWARM_PEERS_SHARED: usize = 8;
+/// Partial holders whose chunk maps one refresh asks for.
+const MAPS_PER_REFRESH: usize = 16;
 /// A server's DHT self-lookup runs every this many heartbeat periods.
 const SELF_LOOKUP_EVERY: u64 = 10;
 /// A new session tells seeders its holdings at a random time within this long of its start, so
@@ -818,17 +822,22 @@ impl<P: PeerRef> Node<P> {
                 if me.peer == *from {
                     self.note_swarm_peer(now, me, &object);
                 }
+                let fetch = self.fetches.values().find(|f| f.object == object);
+                let peers = fetch
+                    .map(|f| f.swarm_peers(from, SWARM_PEERS_SHARED))
+                    .unwrap_or_default();
                 if self.holdings.contains(&object) {
                     return Response::ChunkMap {
                         complete: true,
                         bits: Vec::new(),
+                        peers,
                     };
                 }
-                let me_has = self.fetches.values().find(|f| f.object == object);
-                match me_has {
+                match fetch {
                     Some(f) if f.manifest.is_some() => Response::ChunkMap {
                         complete: false,
                         bits: f.chunk_bits(),
+                        peers,
                     },
                     _ => Response::NotFound,
                 }
@@ -1110,7 +1119,11 @@ impl<P: PeerRef> Node<P> {
                 };
                 let n = f.have.len();
                 match result {
-                    Ok(Response::ChunkMap { complete, bits }) => {
+                    Ok(Response::ChunkMap {
+                        complete,
+                        bits,
+                        peers,
+                    }) => {
                         if let Some(s) = f.sources.get_mut(&peer) {
                             s.map_pending = false;
                             s.chunks = if complete {
@@ -1118,6 +1131,14 @@ impl<P: PeerRef> Node<P> {
                             } else {
                                 Some(unpack_bits(&bits, n))
                             };
+                        }
+                        // Members of the swarm we did not know: ask for their maps at once.
+                        let known = f.sources.len();
+                        self.add_holders(fid, peers);
+                        if let Some(f) = self.fetches.get_mut(&fid)
+                            && f.sources.len() > known
+                        {
+                            f.next_map_refresh = now;
                         }
                     }
                     Ok(Response::NotFound) | Ok(Response::Busy { .. }) => {
@@ -1252,20 +1273,24 @@ impl<P: PeerRef> Node<P> {
             f.expire_in_flight(now, self.cfg.timing.chunk_timeout_ms);
             if now >= f.next_map_refresh {
                 f.next_map_refresh = now + refresh;
-                let mut partial: Vec<(Proximity, Contact<P>)> = f
+                // Sources whose map we lack first (they hold up the farther ones), then nearest.
+                let mut partial: Vec<(bool, Proximity, Contact<P>)> = f
                     .sources
                     .values()
                     .filter(|s| s.chunks.is_some() && !s.map_pending)
-                    .map(|s| (s.proximity, s.contact.clone()))
+                    .map(|s| {
+                        let mapped = s.chunks.as_ref().is_some_and(|m| !m.is_empty());
+                        (mapped, s.proximity, s.contact.clone())
+                    })
                     .collect();
-                partial.sort_by_key(|a| a.0);
-                partial.truncate(8);
-                for (_, c) in &partial {
+                partial.sort_by_key(|a| (a.0, a.1));
+                partial.truncate(MAPS_PER_REFRESH);
+                for (_, _, c) in &partial {
                     if let Some(s) = f.sources.get_mut(&c.peer) {
                         s.map_pending = true;
                     }
                 }
-                for (_, c) in partial {
+                for (_, _, c) in partial {
                     self.send(
                         c,
                         Request::GetChunkMap {
