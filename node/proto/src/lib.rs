@@ -20,6 +20,7 @@ pub mod proximity;
 pub mod rendezvous;
 pub mod rng;
 pub mod routing;
+pub mod seeding;
 
 pub use config::{Config, Strategy, Timing};
 pub use content::{Manifest, ObjectId};

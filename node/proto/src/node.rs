@@ -25,6 +25,7 @@ use crate::proximity::{Locality, Proximity, SourceClass};
 use crate::rendezvous::seeders_for;
 use crate::rng::Rng;
 use crate::routing::RoutingTable;
+use crate::seeding::Handouts;
 
 /// ASes whose attach candidates a node keeps at once (all are dropped when full).
 const MAX_ALTERNATIVES_CACHED: usize = 4096;
@@ -121,6 +122,8 @@ pub struct NodeStats {
     pub chunks_served: u64,
     pub bytes_served: u64,
     pub chunks_refused: u64,
+    /// Chunk requests a seeder deferred because it just handed that chunk to another peer.
+    pub chunks_deferred: u64,
     pub lookups_done: u64,
     pub lookup_hops: u64,
     pub lookups_found: u64,
@@ -202,6 +205,8 @@ pub struct Node<P: PeerRef> {
     upload: TokenBucket,
     control: TokenBucket,
     served_rate: RateMeter,
+    /// Chunks this seeder handed out lately (super-seeding).
+    handouts: Handouts<P>,
     next_maintenance: u64,
     next_heartbeat: u64,
     /// Heartbeat periods so far (the DHT self-lookup runs every `SELF_LOOKUP_EVERY`).
@@ -263,6 +268,7 @@ impl<P: PeerRef> Node<P> {
             upload,
             control,
             served_rate: RateMeter::default(),
+            handouts: Handouts::default(),
             next_maintenance: first,
             next_heartbeat: first,
             heartbeats: 0,
@@ -647,9 +653,19 @@ impl<P: PeerRef> Node<P> {
         if !held {
             return ServeDecision::NotHeld;
         }
+        let super_seeding = self.role == Role::Seeder
+            && self.cfg.strategy != Strategy::SeederOnly
+            && !self.is_seeder(from);
+        if super_seeding && self.handouts.defer(now, from, object, index) {
+            self.stats.chunks_deferred += 1;
+            return ServeDecision::Busy;
+        }
         if self.cfg.defences && !self.upload.try_take(now, len as f64) {
             self.stats.chunks_refused += 1;
             return ServeDecision::Busy;
+        }
+        if super_seeding {
+            self.handouts.served(now, from, object, index);
         }
         self.stats.chunks_served += 1;
         self.stats.bytes_served += len;
