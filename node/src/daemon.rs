@@ -76,7 +76,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
     for addr in &settings.bootstrap {
-        if let Err(e) = swarm.dial(addr.clone()) {
+        let opts = DialOpts::unknown_peer_id()
+            .address(addr.clone())
+            .allocate_new_port()
+            .build();
+        if let Err(e) = swarm.dial(opts) {
             tracing::warn!(%addr, error = %e, "cannot dial bootstrap address");
         }
     }
@@ -411,7 +415,8 @@ impl Daemon {
             match out {
                 Output::Request { id, to, request } => {
                     if let Some(addr) = contact_addr(&to) {
-                        self.swarm.add_peer_address(to.peer.0, addr);
+                        self.swarm.add_peer_address(to.peer.0, addr.clone());
+                        dial_if_disconnected(&mut self.swarm, to.peer.0, addr);
                     }
                     let rid = self
                         .swarm
@@ -432,15 +437,7 @@ impl Daemon {
                     if let Some(addr) = contact_addr(&from) {
                         self.swarm.add_peer_address(from.peer.0, addr.clone());
                         // libp2p-stream dials without addresses: connect first ourselves.
-                        if !self.swarm.is_connected(&from.peer.0) {
-                            let opts = DialOpts::peer_id(from.peer.0)
-                                .addresses(vec![addr])
-                                .condition(PeerCondition::DisconnectedAndNotDialing)
-                                .build();
-                            if let Err(e) = self.swarm.dial(opts) {
-                                tracing::debug!(peer = %from.peer.0, error = %e, "dial for chunks");
-                            }
-                        }
+                        dial_if_disconnected(&mut self.swarm, from.peer.0, addr);
                     }
                     let control = self.control.clone();
                     let store = self.store.clone();
@@ -757,5 +754,22 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Dials `peer` at `addr` unless connected or dialing already, from a fresh local port. (A
+/// dial from the listening port, libp2p's default, fails with "address in use" while the
+/// remote is dialing us or a closed connection between the two ports lingers in TIME_WAIT.)
+fn dial_if_disconnected(swarm: &mut Swarm<Behaviour>, peer: PeerId, addr: Multiaddr) {
+    if swarm.is_connected(&peer) {
+        return;
+    }
+    let opts = DialOpts::peer_id(peer)
+        .addresses(vec![addr])
+        .condition(PeerCondition::DisconnectedAndNotDialing)
+        .allocate_new_port()
+        .build();
+    if let Err(e) = swarm.dial(opts) {
+        tracing::debug!(%peer, error = %e, "dial");
     }
 }
