@@ -1073,7 +1073,13 @@ impl<P: PeerRef> Node<P> {
                     f.locates_pending = f.locates_pending.saturating_sub(1);
                     empty = f.locates_pending == 0 && !f.has_peer_sources() && f.manifest.is_none();
                 }
-                if empty && let Some(object) = self.fetches.get(&fid).map(|f| f.object) {
+                // Nobody near holds it. A leaf's parents asked nobody else, but the object's
+                // seeder indexes holders of every AS and is asked with the hedge, which
+                // `drive_fetch` now sends at once; a server looks wider itself.
+                if empty
+                    && (self.role != Role::Leaf || self.parents.is_empty())
+                    && let Some(object) = self.fetches.get(&fid).map(|f| f.object)
+                {
                     self.start_provider_lookup(now, fid, object);
                     self.locate_wider(fid, object);
                 }
