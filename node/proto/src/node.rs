@@ -39,6 +39,9 @@ const SWARM_PEERS_SHARED: usize = 8;
 const MAPS_PER_REFRESH: usize = 16;
 /// A server's DHT self-lookup runs every this many heartbeat periods.
 const SELF_LOOKUP_EVERY: u64 = 10;
+/// A settled leaf runs its housekeeping this many maintenance periods apart (heartbeats stay
+/// on time).
+const SETTLED_LEAF_MAINTENANCE_PERIODS: u64 = 3;
 /// A new session tells seeders its holdings at a random time within this long of its start, so
 /// that a mass restart does not send every peer's list to the seeders at once.
 const FIRST_HOLDING_SPREAD_MS: u64 = 5 * 60_000;
@@ -1827,10 +1830,24 @@ impl<P: PeerRef> Node<P> {
             self.drive_fetch(now, id);
         }
         if now >= self.next_maintenance {
-            self.next_maintenance =
-                now + self.rng.jitter(self.cfg.timing.maintenance_ms, 0.1).max(1);
             self.maintain(now);
+            let period = if self.settled_leaf() {
+                SETTLED_LEAF_MAINTENANCE_PERIODS * self.cfg.timing.maintenance_ms
+            } else {
+                self.cfg.timing.maintenance_ms
+            };
+            self.next_maintenance =
+                (now + self.rng.jitter(period, 0.1).max(1)).min(self.next_heartbeat.max(now + 1));
         }
+    }
+
+    /// A leaf with all the parents it wants, attaching to nobody and not about to promote
+    /// itself: its housekeeping can wait until its next heartbeat or a few periods.
+    fn settled_leaf(&self) -> bool {
+        self.role == Role::Leaf
+            && self.parents.len() >= self.cfg.parents.clamp(2, 4)
+            && self.attaching.is_empty()
+            && self.promote_at.is_none()
     }
 
     fn maintain(&mut self, now: u64) {
