@@ -212,6 +212,8 @@ pub struct Node<P: PeerRef> {
     handouts: Handouts<P>,
     next_maintenance: u64,
     next_heartbeat: u64,
+    /// When the last heartbeat went out: a parent that answered us since has heard from us.
+    last_heartbeat: u64,
     /// Heartbeat periods so far (the DHT self-lookup runs every `SELF_LOOKUP_EVERY`).
     heartbeats: u64,
     few_children_since: Option<u64>,
@@ -274,6 +276,7 @@ impl<P: PeerRef> Node<P> {
             handouts: Handouts::default(),
             next_maintenance: first,
             next_heartbeat: first,
+            last_heartbeat: now,
             heartbeats: 0,
             few_children_since: None,
             promote_at: None,
@@ -801,6 +804,10 @@ impl<P: PeerRef> Node<P> {
                         reason: "locate must name the sender".into(),
                     };
                 }
+                // A child's `Locate` is as good as its heartbeat.
+                if let Some(child) = self.children.get_mut(from) {
+                    child.last_heard = now;
+                }
                 let mut holders = self.holders.nearest(&object, &me, &self.locality, now);
                 for p in self.providers.get(&object, now) {
                     if holders.len() >= MAX_CONTACTS {
@@ -1067,6 +1074,9 @@ impl<P: PeerRef> Node<P> {
             Pending::Locate(fid) => {
                 if let Ok(Response::Located { holders }) = &result {
                     self.routing_touch(&peer, now);
+                    if let Some(p) = self.parents.get_mut(&peer) {
+                        p.last_ok = now;
+                    }
                     self.add_holders(fid, holders.clone());
                 } else if result.is_err() && self.parents.remove(&peer).is_some() {
                     self.schedule_reattach(now);
@@ -1920,13 +1930,22 @@ impl<P: PeerRef> Node<P> {
     }
 
     /// Sends pending holding changes (or an empty heartbeat) to every parent.
-    fn flush_have(&mut self, _now: u64) {
+    fn flush_have(&mut self, now: u64) {
         let added: Vec<ObjectId> = std::mem::take(&mut self.have_added);
         let removed: Vec<ObjectId> = std::mem::take(&mut self.have_removed);
+        let since = std::mem::replace(&mut self.last_heartbeat, now);
         if self.role != Role::Leaf {
             return;
         }
-        let parents: Vec<Contact<P>> = self.parents.values().map(|p| p.contact.clone()).collect();
+        // Nothing to report: a parent that answered one of our requests since the last
+        // heartbeat has heard from us (and we from it), so it needs no empty one.
+        let nothing = added.is_empty() && removed.is_empty();
+        let parents: Vec<Contact<P>> = self
+            .parents
+            .values()
+            .filter(|p| !(nothing && p.last_ok > since))
+            .map(|p| p.contact.clone())
+            .collect();
         for p in parents {
             for chunk_start in (0..added.len().max(1)).step_by(MAX_HAVE) {
                 let a: Vec<ObjectId> = added
