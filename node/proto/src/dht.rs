@@ -3,9 +3,8 @@
 //! A [`Lookup`] only decides whom to ask next and when it is done; the node sends the requests
 //! and feeds the replies back.
 
-use std::collections::BTreeMap;
-
 use crate::content::ObjectId;
+use crate::idmap::{IdHashKey, IdMap};
 use crate::key::{Distance, Key};
 use crate::peer::{Contact, PeerRef};
 
@@ -153,7 +152,7 @@ impl<P: PeerRef> Lookup<P> {
 
 /// Provider records held by a DHT server, bounded in keys and providers per key.
 pub struct ProviderStore<P> {
-    records: BTreeMap<ObjectId, Vec<(Contact<P>, u64)>>,
+    records: IdMap<Vec<(Contact<P>, u64)>>,
     next_sweep: u64,
 }
 
@@ -163,13 +162,21 @@ const SWEEP_EVERY_MS: u64 = 60_000;
 impl<P: PeerRef> Default for ProviderStore<P> {
     fn default() -> Self {
         ProviderStore {
-            records: BTreeMap::new(),
+            records: IdMap::default(),
             next_sweep: 0,
         }
     }
 }
 
 impl<P: PeerRef> ProviderStore<P> {
+    /// A store whose object ids are hashed under `key` (see [`crate::idmap`]).
+    pub fn keyed(key: IdHashKey) -> Self {
+        ProviderStore {
+            records: IdMap::with_hasher(key),
+            next_sweep: 0,
+        }
+    }
+
     /// Adds or refreshes a record valid until `expires`.
     pub fn add(&mut self, object: ObjectId, provider: Contact<P>, expires: u64) {
         if !self.records.contains_key(&object) && self.records.len() >= MAX_PROVIDER_KEYS {

@@ -6,9 +6,8 @@
 //! are found by binary search however many ASes a popular object's holders span: a seeder, the
 //! index of last resort, keeps up to [`MAX_HOLDERS_PER_OBJECT_AT_SEEDER`] entries per object.
 
-use std::collections::BTreeMap;
-
 use crate::content::ObjectId;
+use crate::idmap::{IdHashKey, IdMap};
 use crate::message::{Holder, MAX_CONTACTS};
 use crate::peer::{Contact, PeerRef};
 use crate::proximity::{Locality, Ranking};
@@ -45,7 +44,7 @@ const NO_ASN: u32 = u32::MAX;
 
 /// object → holders, grouped by AS (ascending).
 pub struct HolderIndex<P> {
-    objects: BTreeMap<ObjectId, Vec<Entry<P>>>,
+    objects: IdMap<Vec<Entry<P>>>,
     per_object: usize,
     /// Entries over all objects, and the most kept: new entries beyond are dropped until
     /// expiry or removals make room.
@@ -71,12 +70,18 @@ impl<P: PeerRef> HolderIndex<P> {
     /// An index keeping up to `per_object` entries per object and `max_entries` in all.
     pub fn new(per_object: usize, max_entries: usize) -> Self {
         HolderIndex {
-            objects: BTreeMap::new(),
+            objects: IdMap::default(),
             per_object: per_object.max(1),
             entries: 0,
             max_entries,
             next_sweep: 0,
         }
+    }
+
+    /// The same index, its object ids hashed under `key` (see [`crate::idmap`]).
+    pub fn keyed(mut self, key: IdHashKey) -> Self {
+        self.objects = IdMap::with_hasher(key);
+        self
     }
 
     /// A seeder's index: many holders per object, bounded in all.

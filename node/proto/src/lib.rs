@@ -11,6 +11,7 @@ pub mod dht;
 pub mod fetch;
 pub mod holders;
 pub mod hot;
+pub mod idmap;
 pub mod key;
 pub mod mapsync;
 pub mod message;

@@ -16,6 +16,7 @@ use crate::dht::{LOOKUP_K, Lookup, LookupKind, ProviderStore};
 use crate::fetch::{ChunkOutcome, Fetch, FetchError, FetchId, MAX_MANIFEST_REQUESTS, unpack_bits};
 use crate::holders::HolderIndex;
 use crate::hot::HotSet;
+use crate::idmap::IdHashKey;
 use crate::key::Key;
 use crate::mapsync::{MapRejected, MapSync};
 use crate::message::{AsMapRef, Holder, MAX_CONTACTS, MAX_HAVE, Request, Response, Role};
@@ -244,7 +245,7 @@ impl<P: PeerRef> Node<P> {
             started: now,
             locality,
             reachable: cfg.role == Role::Seeder,
-            providers: ProviderStore::default(),
+            providers: ProviderStore::keyed(IdHashKey::from_seed(cfg.seed)),
             lookups: BTreeMap::new(),
             lookup_fetch: BTreeMap::new(),
             next_lookup: 0,
@@ -252,7 +253,8 @@ impl<P: PeerRef> Node<P> {
                 HolderIndex::for_seeder()
             } else {
                 HolderIndex::default()
-            },
+            }
+            .keyed(IdHashKey::from_seed(cfg.seed)),
             children: BTreeMap::new(),
             parents: BTreeMap::new(),
             attaching: BTreeSet::new(),
@@ -2155,7 +2157,7 @@ impl<P: PeerRef> Node<P> {
             .push_back(Output::RoleChanged { role: Role::Leaf });
         let children: Vec<Contact<P>> = self.children.values().map(|c| c.contact.clone()).collect();
         self.children.clear();
-        self.holders = HolderIndex::default();
+        self.holders = HolderIndex::default().keyed(IdHashKey::from_seed(self.cfg.seed));
         self.routing = RoutingTable::new(self.cfg.own.peer.key());
         self.few_children_since = None;
         // Children find out at their next heartbeat (NotAttached) and re-attach.
