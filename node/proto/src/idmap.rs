@@ -1,7 +1,7 @@
 //! Maps keyed by object id for the large per-node indexes (holders, DHT provider records):
-//! hashed with SipHash-1-3 under a per-node key drawn from the node's own RNG, so lookups stay
-//! constant-time however many objects are indexed, and ids a peer makes up cannot be picked
-//! to collide (a real node's RNG is seeded at random). Nothing iterates them in an order
+//! hashed with SipHash-1-3 under a per-node key derived from the node's RNG seed, so lookups
+//! stay constant-time however many objects are indexed, and ids a peer makes up cannot be
+//! picked to collide (a real node's seed is random). Nothing iterates them in an order
 //! that reaches an output, so the simulator stays deterministic.
 
 use std::collections::HashMap;

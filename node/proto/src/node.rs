@@ -237,6 +237,7 @@ impl<P: PeerRef> Node<P> {
         let first = now + rng.below(cfg.timing.maintenance_ms.max(1));
         let upload = TokenBucket::new(cfg.upload_bytes_per_s, cfg.upload_bytes_per_s * 4.0);
         let control = TokenBucket::new(cfg.control_per_s, cfg.control_per_s * 2.0);
+        let id_key = IdHashKey::from_seed(cfg.seed);
         let mut node = Node {
             role: cfg.role,
             routing: RoutingTable::new(cfg.own.peer.key()),
@@ -245,7 +246,7 @@ impl<P: PeerRef> Node<P> {
             started: now,
             locality,
             reachable: cfg.role == Role::Seeder,
-            providers: ProviderStore::keyed(IdHashKey::from_seed(cfg.seed)),
+            providers: ProviderStore::keyed(id_key),
             lookups: BTreeMap::new(),
             lookup_fetch: BTreeMap::new(),
             next_lookup: 0,
@@ -254,7 +255,7 @@ impl<P: PeerRef> Node<P> {
             } else {
                 HolderIndex::default()
             }
-            .keyed(IdHashKey::from_seed(cfg.seed)),
+            .keyed(id_key),
             children: BTreeMap::new(),
             parents: BTreeMap::new(),
             attaching: BTreeSet::new(),
@@ -1088,9 +1089,10 @@ impl<P: PeerRef> Node<P> {
                     f.locates_pending = f.locates_pending.saturating_sub(1);
                     empty = f.locates_pending == 0 && !f.has_peer_sources() && f.manifest.is_none();
                 }
-                // Nobody near holds it. A leaf's parents asked nobody else, but the object's
-                // seeder indexes holders of every AS and is asked with the hedge, which
-                // `drive_fetch` now sends at once; a server looks wider itself.
+                // Nobody near holds it. A leaf skips the DHT: the object's first seeder indexes
+                // holders of every AS and is asked with the hedge, which `drive_fetch` sends at
+                // once when nothing is pending; a server (or a leaf without parents) looks
+                // wider itself.
                 if empty
                     && (self.role != Role::Leaf || self.parents.is_empty())
                     && let Some(object) = self.fetches.get(&fid).map(|f| f.object)
@@ -1931,7 +1933,8 @@ impl<P: PeerRef> Node<P> {
         }
     }
 
-    /// Sends pending holding changes (or an empty heartbeat) to every parent.
+    /// Sends pending holding changes to every parent, or an empty heartbeat to those that have
+    /// not answered a request of ours since the last one.
     fn flush_have(&mut self, now: u64) {
         let added: Vec<ObjectId> = std::mem::take(&mut self.have_added);
         let removed: Vec<ObjectId> = std::mem::take(&mut self.have_removed);
@@ -1939,8 +1942,8 @@ impl<P: PeerRef> Node<P> {
         if self.role != Role::Leaf {
             return;
         }
-        // Nothing to report: a parent that answered one of our requests since the last
-        // heartbeat has heard from us (and we from it), so it needs no empty one.
+        // Nothing to report: a parent that answered a `Locate` or heartbeat of ours since the
+        // last heartbeat has heard from us (and we from it), so it needs no empty one.
         let nothing = added.is_empty() && removed.is_empty();
         let parents: Vec<Contact<P>> = self
             .parents
