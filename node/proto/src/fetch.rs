@@ -305,15 +305,21 @@ impl<P: PeerRef> Fetch<P> {
             (true, _) => 1,
             (false, true) => 2,
         };
-        let mut held_back = vec![false; n];
+        // Chunks not to assign: held, in flight, or held back for a suspect source.
+        let mut taken = self.have.clone();
+        for &i in self.in_flight.keys() {
+            if let Some(t) = taken.get_mut(i as usize) {
+                *t = true;
+            }
+        }
         for s in self
             .sources
             .values()
             .filter(|s| s.suspect() && s.in_flight > 0)
         {
             for &i in &s.held_back {
-                if let Some(h) = held_back.get_mut(i as usize) {
-                    *h = true;
+                if let Some(t) = taken.get_mut(i as usize) {
+                    *t = true;
                 }
             }
         }
@@ -352,11 +358,7 @@ impl<P: PeerRef> Fetch<P> {
                 let mut best: Option<(u32, usize)> = None;
                 for k in 0..n {
                     let i = (start + k) % n;
-                    if self.have[i]
-                        || held_back[i]
-                        || self.in_flight.contains_key(&(i as u32))
-                        || !s.has(i)
-                    {
+                    if taken[i] || !s.has(i) {
                         continue;
                     }
                     // Seeders only supply what no peer source has (while the list is trusted).
@@ -368,6 +370,7 @@ impl<P: PeerRef> Fetch<P> {
                     }
                 }
                 let Some((_, i)) = best else { break };
+                taken[i] = true;
                 self.in_flight.insert(i as u32, (peer.clone(), now));
                 if let Some(s) = self.sources.get_mut(&peer) {
                     s.in_flight += 1;
