@@ -88,7 +88,7 @@ pub async fn fetch_chunk(
     // The store verifies the chunk against the manifest (SHA-256) before anything is written:
     // hashing it here as well would cost a second pass over every byte received.
     let len = data.len() as u64;
-    match tokio::task::spawn_blocking(move || store.put_chunk(&object, index, &data)).await {
+    match tokio::task::spawn_blocking(move || store.put_chunk(&object, index, data)).await {
         Ok(Ok(())) => ChunkOutcome::Stored { bytes: len },
         Ok(Err(e @ nearcast_store::StoreError::Rejected { .. })) => {
             tracing::warn!(%peer, %object, index, error = %e, "peer sent a bad chunk; discarded");
@@ -177,9 +177,11 @@ pub async fn serve_chunks(
                 write_frame(&mut stream, &status).await.ok()?;
                 if let Some(mut d) = data {
                     if corrupt {
-                        for b in d.iter_mut().step_by(4096) {
+                        let mut bad = d.to_vec();
+                        for b in bad.iter_mut().step_by(4096) {
                             *b ^= 0x5a;
                         }
+                        d = bad.into();
                     }
                     stream.write_all(&d).await.ok()?;
                     stream.flush().await.ok()?;

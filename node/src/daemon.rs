@@ -46,6 +46,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let options = StoreOptions {
         budget: settings.cache_size,
         sync_chunks: settings.role == Role::Seeder,
+        ..StoreOptions::default()
     };
     let store = Arc::new(
         Store::open_with(&settings.data.join("store"), options)

@@ -15,7 +15,7 @@
 //! directory of a running seeder: a `Store` finds on disk the objects another process wrote.
 //!
 //! Modules: `layout` (paths), `atomic` (crash-safe writes), `held` (the log of held chunks),
-//! `index` (in-memory index and LRU), `scan` (reading state back from disk), `store` (the API),
+//! `index` (in-memory index and LRU), `recent` (verified chunks kept in memory), `scan` (reading state back from disk), `store` (the API),
 //! `publish` (adding files).
 
 mod atomic;
@@ -24,6 +24,7 @@ mod held;
 mod index;
 mod layout;
 mod publish;
+mod recent;
 mod scan;
 mod store;
 

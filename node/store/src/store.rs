@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
 
+use bytes::Bytes;
 use nearcast_proto::content::{Body, Manifest, ObjectId};
 
 use crate::atomic::{self, TempFile};
@@ -26,6 +27,7 @@ use crate::error::{CorruptPart, Result, StoreError};
 use crate::held::{self, Kind};
 use crate::index::Index;
 use crate::layout::Layout;
+use crate::recent::RecentChunks;
 use crate::scan::{self, ManifestFile};
 
 /// Last use is written to disk (as the manifest's mtime) at most this often per object.
@@ -73,13 +75,20 @@ pub struct StoreOptions {
     /// process crash (kill -9) loses nothing either way. Manifests, pins and published objects
     /// are always synced.
     pub sync_chunks: bool,
+    /// Bytes of recently stored or read chunks kept in memory (verified), so that a chunk
+    /// uploaded many times is read from disk and hashed once (default 16 MiB; 0: none).
+    pub recent_chunk_bytes: usize,
 }
+
+/// Default of [`StoreOptions::recent_chunk_bytes`]: 64 chunks of 256 KiB.
+pub const RECENT_CHUNK_BYTES: usize = 16 << 20;
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             budget: None,
             sync_chunks: true,
+            recent_chunk_bytes: RECENT_CHUNK_BYTES,
         }
     }
 }
@@ -90,6 +99,7 @@ pub struct Store {
     budget: Option<u64>,
     sync_chunks: bool,
     pub(crate) index: Mutex<Index>,
+    recent: Mutex<RecentChunks>,
     /// Serialises eviction runs.
     evicting: Mutex<()>,
 }
@@ -142,6 +152,7 @@ impl Store {
         let StoreOptions {
             budget,
             sync_chunks,
+            recent_chunk_bytes,
         } = options;
         ensure_dir(dir)?;
         let layout = Layout::new(dir);
@@ -160,6 +171,7 @@ impl Store {
             budget,
             sync_chunks,
             index: Mutex::new(index),
+            recent: Mutex::new(RecentChunks::new(recent_chunk_bytes)),
             evicting: Mutex::new(()),
         };
         store.evict_to_budget()?;
@@ -267,9 +279,10 @@ impl Store {
 
     /// Verifies chunk `index` of `id` against the stored manifest and stores it. Fails, storing
     /// nothing, if the manifest is not held or the data does not match.
-    pub fn put_chunk(&self, id: &ObjectId, index: u32, data: &[u8]) -> Result<()> {
+    pub fn put_chunk(&self, id: &ObjectId, index: u32, data: impl Into<Bytes>) -> Result<()> {
+        let data: Bytes = data.into();
         let m = self.manifest_arc(id)?.ok_or(StoreError::NotFound(*id))?;
-        m.verify_chunk(index, data)
+        m.verify_chunk(index, &data)
             .map_err(|source| StoreError::Rejected {
                 id: *id,
                 index,
@@ -277,7 +290,7 @@ impl Store {
             })?;
         let mut attempt = 0;
         loop {
-            match self.write_chunk(id, m.chunk_offset(index), index, data) {
+            match self.write_chunk(id, m.chunk_offset(index), index, &data) {
                 Ok(()) => break,
                 Err(e) if e.is_not_found() && attempt == 0 => {
                     attempt += 1;
@@ -298,6 +311,7 @@ impl Store {
             idx.set_held(id, index, data.len() as u64, true);
             idx.touch(id, scan::now_secs(), u64::MAX);
         }
+        self.recent().insert(*id, index, data);
         self.auto_evict(Some(id));
         Ok(())
     }
@@ -306,7 +320,7 @@ impl Store {
     /// index is out of range). A chunk whose bytes in the data file fail verification (or that
     /// the file is too short to contain) is dropped from the held set, on disk too, and reported
     /// as [`StoreError::Corrupt`]; it can be stored again. Unverified bytes are never returned.
-    pub fn chunk(&self, id: &ObjectId, index: u32) -> Result<Option<Vec<u8>>> {
+    pub fn chunk(&self, id: &ObjectId, index: u32) -> Result<Option<Bytes>> {
         match self.manifest_arc(id)? {
             Some(m) => self.chunk_of(id, &m, index),
             None => Ok(None),
@@ -430,16 +444,26 @@ impl Store {
         }
     }
 
-    fn chunk_of(&self, id: &ObjectId, m: &Manifest, index: u32) -> Result<Option<Vec<u8>>> {
+    fn chunk_of(&self, id: &ObjectId, m: &Manifest, index: u32) -> Result<Option<Bytes>> {
         if index >= m.chunk_count() || !self.held_in_index(id, index) {
             return Ok(None);
+        }
+        if let Some(data) = self.recent().get(id, index) {
+            return Ok(Some(data));
         }
         let Some(file) = self.open_data(id, m)? else {
             return Ok(None);
         };
         let mut buf = vec![0u8; m.chunk_len(index)];
         self.read_verified(&file, id, m, index, &mut buf)?;
-        Ok(Some(buf))
+        let data = Bytes::from(buf);
+        self.recent().insert(*id, index, data.clone());
+        Ok(Some(data))
+    }
+
+    fn recent(&self) -> MutexGuard<'_, RecentChunks> {
+        // Entries are immutable verified chunks: a poisoned lock is still usable.
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether chunk `index` of `id` is held (as far as the index knows; reads verify).
@@ -556,13 +580,19 @@ impl Store {
             if !self.held_in_index(id, index) {
                 return Err(StoreError::MissingChunk { id: *id, index });
             }
+            let start = m.chunk_offset(index);
+            if let Some(data) = self.recent().get(id, index) {
+                let from = offset.saturating_sub(start) as usize;
+                let to = ((end - start) as usize).min(data.len());
+                out.extend_from_slice(data.get(from..to).unwrap_or_default());
+                continue;
+            }
             if file.is_none() {
                 file = self.open_data(id, &m)?;
             }
             let f = file
                 .as_ref()
                 .ok_or(StoreError::MissingChunk { id: *id, index })?;
-            let start = m.chunk_offset(index);
             let clen = m.chunk_len(index);
             if start >= offset && start + clen as u64 <= end {
                 let at = out.len();

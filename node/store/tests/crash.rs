@@ -22,6 +22,7 @@ fn writer_loop(dir: &Path) {
     let options = StoreOptions {
         budget: Some(8 * 1024 * 1024),
         sync_chunks: std::env::var_os(NOSYNC_VAR).is_none(),
+        ..StoreOptions::default()
     };
     let store = Store::open_with(dir, options).expect("child open");
     let cs = CHUNK_SIZE as usize;
@@ -35,7 +36,9 @@ fn writer_loop(dir: &Path) {
         let m = manifest_for(&content, "x/z");
         let id = store.put_manifest(&m).expect("manifest");
         for (index, chunk) in content.chunks(cs).enumerate() {
-            store.put_chunk(&id, index as u32, chunk).expect("chunk");
+            store
+                .put_chunk(&id, index as u32, chunk.to_vec())
+                .expect("chunk");
         }
         if i % 3 == 0 {
             store.remove(&id).expect("remove");

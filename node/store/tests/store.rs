@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use nearcast_proto::content::{CHUNK_SIZE, ObjectId, manifest_for};
-use nearcast_store::{CorruptPart, Store, StoreError};
+use nearcast_store::{CorruptPart, Store, StoreError, StoreOptions};
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -168,14 +168,77 @@ fn corrupted_chunks_are_detected_removed_and_never_returned() {
     );
     assert_eq!(store.read_object(&other_id).expect("other"), other);
     store
-        .put_chunk(&id, 1, &big[cs..2 * cs])
+        .put_chunk(&id, 1, big[cs..2 * cs].to_vec())
         .expect("refetch 1");
-    store.put_chunk(&id, 2, &big[2 * cs..]).expect("refetch 2");
+    store
+        .put_chunk(&id, 2, big[2 * cs..].to_vec())
+        .expect("refetch 2");
     assert_eq!(store.read_object(&id).expect("repaired"), big);
     drop(store);
     let store = Store::open(dir.path(), None).expect("reopen");
     assert!(store.is_complete(&id));
     assert_eq!(store.read_object(&id).expect("repaired"), big);
+}
+
+/// Flips one byte of chunk `index` in the data file of `id`.
+fn corrupt_on_disk(store: &Store, id: &ObjectId, index: usize) {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(store.data_path(id))
+        .expect("open data");
+    let at = (index * CHUNK_SIZE as usize + 77) as u64;
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, at).expect("read byte");
+    byte[0] ^= 0x01;
+    file.write_all_at(&byte, at).expect("corrupt");
+}
+
+#[test]
+fn recent_chunks_are_served_from_memory_only_while_held() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let content = data(3 * CHUNK_SIZE as usize, 21);
+    let cs = CHUNK_SIZE as usize;
+    let m = manifest_for(&content, "x/y");
+    let store = Store::open(dir.path(), None).expect("open");
+    let id = store.put_manifest(&m).expect("manifest");
+    for i in 0..3 {
+        let part = content[i * cs..(i + 1) * cs].to_vec();
+        store.put_chunk(&id, i as u32, part).expect("chunk");
+    }
+    // Stored chunks are kept verified in memory: damage on disk afterwards is not served
+    // (nor read: the kept copy answers), whole or through a range.
+    corrupt_on_disk(&store, &id, 1);
+    assert_eq!(
+        store.chunk(&id, 1).expect("kept").as_deref(),
+        Some(&content[cs..2 * cs])
+    );
+    assert_eq!(store.read_object(&id).expect("whole"), content);
+    assert_eq!(
+        store.read_range(&id, cs as u64 + 5, 10).expect("range"),
+        content[cs + 5..cs + 15].to_vec()
+    );
+    // A handle that keeps nothing in memory reads the disk, and finds the damage.
+    let cold = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            recent_chunk_bytes: 0,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("cold handle");
+    assert!(matches!(
+        cold.chunk(&id, 1),
+        Err(StoreError::Corrupt {
+            part: CorruptPart::Chunk(1),
+            ..
+        })
+    ));
+    drop(cold);
+    // Once the object is gone, the kept chunks are not served either.
+    assert!(store.remove(&id).expect("remove"));
+    assert_eq!(store.chunk(&id, 0).expect("gone"), None);
+    assert!(store.read_object(&id).is_err());
 }
 
 #[test]
@@ -205,8 +268,10 @@ fn truncated_data_file_found_on_open_is_dropped() {
         Some(&big[..cs])
     );
     // Storing them again repairs the object (the last one first: the file grows past the hole).
-    store.put_chunk(&id, 2, &big[2 * cs..]).expect("c2");
-    store.put_chunk(&id, 1, &big[cs..2 * cs]).expect("c1");
+    store.put_chunk(&id, 2, big[2 * cs..].to_vec()).expect("c2");
+    store
+        .put_chunk(&id, 1, big[cs..2 * cs].to_vec())
+        .expect("c1");
     drop(store);
     let store = Store::open(dir.path(), None).expect("reopen");
     assert!(store.is_complete(&id));
@@ -222,8 +287,10 @@ fn damaged_held_logs_are_bounded_and_never_make_bad_bytes_valid() {
     let id = {
         let store = Store::open(dir.path(), None).expect("open");
         let id = store.put_manifest(&m).expect("manifest");
-        store.put_chunk(&id, 0, &content[..cs]).expect("c0");
-        store.put_chunk(&id, 2, &content[2 * cs..]).expect("c2");
+        store.put_chunk(&id, 0, content[..cs].to_vec()).expect("c0");
+        store
+            .put_chunk(&id, 2, content[2 * cs..].to_vec())
+            .expect("c2");
         id
     };
     let held_path = Store::open(dir.path(), None).expect("open").held_path(&id);
@@ -260,7 +327,9 @@ fn damaged_held_logs_are_bounded_and_never_make_bad_bytes_valid() {
         "an over-long log is rewritten"
     );
     // The object still completes.
-    store.put_chunk(&id, 1, &content[cs..2 * cs]).expect("c1");
+    store
+        .put_chunk(&id, 1, content[cs..2 * cs].to_vec())
+        .expect("c1");
     assert_eq!(store.read_object(&id).expect("read"), content);
     drop(store);
 
@@ -270,8 +339,8 @@ fn damaged_held_logs_are_bounded_and_never_make_bad_bytes_valid() {
     let fm = manifest_for(&fresh, "x/y");
     let store = Store::open(dir.path(), None).expect("reopen");
     let fid = store.put_manifest(&fm).expect("manifest");
-    store.put_chunk(&fid, 0, &fresh[..cs]).expect("c0");
-    store.put_chunk(&fid, 1, &fresh[cs..]).expect("c1");
+    store.put_chunk(&fid, 0, fresh[..cs].to_vec()).expect("c0");
+    store.put_chunk(&fid, 1, fresh[cs..].to_vec()).expect("c1");
     fs::OpenOptions::new()
         .write(true)
         .open(store.data_path(&fid))
@@ -336,11 +405,15 @@ fn chunk_files_of_the_old_layout_are_moved_into_the_data_file_on_open() {
         vec![true, false, false]
     );
     assert_eq!(
-        store.chunk(&id, 0).expect("c0"),
-        Some(content[..cs].to_vec())
+        store.chunk(&id, 0).expect("c0").as_deref(),
+        Some(&content[..cs])
     );
-    store.put_chunk(&id, 1, &content[cs..2 * cs]).expect("c1");
-    store.put_chunk(&id, 2, &content[2 * cs..]).expect("c2");
+    store
+        .put_chunk(&id, 1, content[cs..2 * cs].to_vec())
+        .expect("c1");
+    store
+        .put_chunk(&id, 2, content[2 * cs..].to_vec())
+        .expect("c2");
     drop(store);
     let store = Store::open(dir.path(), None).expect("reopen again");
     assert_eq!(store.read_object(&id).expect("read"), content);
@@ -437,7 +510,7 @@ fn wrong_chunks_are_rejected_and_nothing_is_stored() {
     let cs = CHUNK_SIZE as usize;
     // No manifest yet.
     assert!(matches!(
-        store.put_chunk(&id, 0, &content[..cs]),
+        store.put_chunk(&id, 0, content[..cs].to_vec()),
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.put_manifest(&m).expect("put manifest"), id);
@@ -446,15 +519,15 @@ fn wrong_chunks_are_rejected_and_nothing_is_stored() {
     let mut bad = content[..cs].to_vec();
     bad[5] ^= 1;
     assert!(matches!(
-        store.put_chunk(&id, 0, &bad),
+        store.put_chunk(&id, 0, bad.to_vec()),
         Err(StoreError::Rejected { index: 0, .. })
     ));
     assert!(matches!(
-        store.put_chunk(&id, 0, &content[..cs - 1]),
+        store.put_chunk(&id, 0, content[..cs - 1].to_vec()),
         Err(StoreError::Rejected { .. })
     ));
     assert!(matches!(
-        store.put_chunk(&id, 9, &content[..cs]),
+        store.put_chunk(&id, 9, content[..cs].to_vec()),
         Err(StoreError::Rejected { .. })
     ));
     assert_eq!(
@@ -467,9 +540,13 @@ fn wrong_chunks_are_rejected_and_nothing_is_stored() {
     assert!(tmp_entries(dir.path()).is_empty());
     assert_eq!(store.chunk(&id, 0).expect("absent"), None);
     // The right chunks are accepted in any order.
-    store.put_chunk(&id, 2, &content[2 * cs..]).expect("c2");
-    store.put_chunk(&id, 0, &content[..cs]).expect("c0");
-    store.put_chunk(&id, 1, &content[cs..2 * cs]).expect("c1");
+    store
+        .put_chunk(&id, 2, content[2 * cs..].to_vec())
+        .expect("c2");
+    store.put_chunk(&id, 0, content[..cs].to_vec()).expect("c0");
+    store
+        .put_chunk(&id, 1, content[cs..2 * cs].to_vec())
+        .expect("c1");
     assert!(store.is_complete(&id));
     assert!(!store.is_pinned(&id));
     assert_eq!(store.read_object(&id).expect("read"), content);
@@ -487,8 +564,8 @@ fn eviction_respects_budget_lru_order_pins_and_protection() {
         let m = manifest_for(&content, "x/y");
         let id = store.put_manifest(&m).expect("manifest");
         let cs = CHUNK_SIZE as usize;
-        store.put_chunk(&id, 0, &content[..cs]).expect("c0");
-        store.put_chunk(&id, 1, &content[cs..]).expect("c1");
+        store.put_chunk(&id, 0, content[..cs].to_vec()).expect("c0");
+        store.put_chunk(&id, 1, content[cs..].to_vec()).expect("c1");
         id
     };
     let pinned = store.add_bytes(&data(size, 100), "x/y").expect("pinned");
