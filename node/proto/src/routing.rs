@@ -20,6 +20,8 @@ struct Entry<P> {
 /// k-buckets around our own key.
 pub struct RoutingTable<P> {
     own: Key,
+    /// By bucket index (shared leading bits), grown on demand: with random keys only the
+    /// first log2(servers) or so are ever used, so a table does not carry 256 empty buckets.
     buckets: Vec<Vec<Entry<P>>>,
 }
 
@@ -27,7 +29,7 @@ impl<P: PeerRef> RoutingTable<P> {
     pub fn new(own: Key) -> Self {
         RoutingTable {
             own,
-            buckets: (0..256).map(|_| Vec::new()).collect(),
+            buckets: Vec::new(),
         }
     }
 
@@ -40,6 +42,9 @@ impl<P: PeerRef> RoutingTable<P> {
         let Some(b) = self.own.bucket_index(&key) else {
             return;
         };
+        if self.buckets.len() <= b {
+            self.buckets.resize_with(b + 1, Vec::new);
+        }
         let bucket = &mut self.buckets[b];
         if let Some(e) = bucket.iter_mut().find(|e| e.contact.peer == contact.peer) {
             e.contact = contact;
@@ -65,7 +70,9 @@ impl<P: PeerRef> RoutingTable<P> {
         let Some(b) = self.own.bucket_index(&peer.key()) else {
             return;
         };
-        let bucket = &mut self.buckets[b];
+        let Some(bucket) = self.buckets.get_mut(b) else {
+            return;
+        };
         if let Some(pos) = bucket.iter().position(|e| &e.contact.peer == peer) {
             bucket[pos].failures += 1;
             if bucket[pos].failures >= 2 {
@@ -75,8 +82,12 @@ impl<P: PeerRef> RoutingTable<P> {
     }
 
     pub fn remove(&mut self, peer: &P) {
-        if let Some(b) = self.own.bucket_index(&peer.key()) {
-            self.buckets[b].retain(|e| &e.contact.peer != peer);
+        if let Some(bucket) = self
+            .own
+            .bucket_index(&peer.key())
+            .and_then(|b| self.buckets.get_mut(b))
+        {
+            bucket.retain(|e| &e.contact.peer != peer);
         }
     }
 
