@@ -105,7 +105,11 @@ impl<P: PeerRef> HolderIndex<P> {
         let list = match self.objects.get_mut(&object) {
             Some(list) => list,
             None if full => return,
-            None => self.objects.entry(object).or_default(),
+            // Most objects have one or two holders here: no room for four up front.
+            None => self
+                .objects
+                .entry(object)
+                .or_insert_with(|| Vec::with_capacity(1)),
         };
         let asn = asn.unwrap_or(NO_ASN);
         let range = as_range(list, asn);
@@ -163,6 +167,9 @@ impl<P: PeerRef> HolderIndex<P> {
         }
         if self.entries >= self.max_entries {
             return;
+        }
+        if list.len() == list.capacity() && list.len() < 4 {
+            list.reserve_exact(1);
         }
         list.insert(range.end, entry);
         self.entries += 1;

@@ -164,7 +164,8 @@ enum Pending {
 struct Child<P> {
     contact: Contact<P>,
     last_heard: u64,
-    objects: BTreeSet<ObjectId>,
+    /// What the child reported holding, sorted (a set that costs 32 bytes an object).
+    objects: Vec<ObjectId>,
 }
 
 #[derive(Clone, Debug)]
@@ -787,16 +788,19 @@ impl<P: PeerRef> Node<P> {
                 let asn = self.locality.asn_of(contact.ip);
                 for o in removed {
                     self.holders.remove(&o, from);
-                    if let Some(c) = self.children.get_mut(from) {
-                        c.objects.remove(&o);
+                    if let Some(c) = self.children.get_mut(from)
+                        && let Ok(at) = c.objects.binary_search(&o)
+                    {
+                        c.objects.remove(at);
                     }
                 }
                 for o in added {
                     self.holders.add(o, contact.clone(), asn, true, u64::MAX);
                     if let Some(c) = self.children.get_mut(from)
                         && c.objects.len() < 4 * MAX_HAVE
+                        && let Err(at) = c.objects.binary_search(&o)
                     {
-                        c.objects.insert(o);
+                        c.objects.insert(at, o);
                     }
                 }
                 Response::Ack
@@ -947,7 +951,7 @@ impl<P: PeerRef> Node<P> {
         self.children.entry(from.clone()).or_insert_with(|| Child {
             contact: me.clone(),
             last_heard: now,
-            objects: BTreeSet::new(),
+            objects: Vec::new(),
         });
         Response::Attached {
             supernodes: self.alternatives_for(Some(&me), now),
