@@ -277,8 +277,9 @@ impl Store {
         Ok(self.manifest_arc(id)?.is_some())
     }
 
-    /// Verifies chunk `index` of `id` against the stored manifest and stores it. Fails, storing
-    /// nothing, if the manifest is not held or the data does not match.
+    /// Verifies chunk `index` of `id` against the stored manifest and stores it (keeping it in
+    /// memory too, for uploads). Fails, storing nothing, if the manifest is not held or the
+    /// data does not match.
     pub fn put_chunk(&self, id: &ObjectId, index: u32, data: impl Into<Bytes>) -> Result<()> {
         let data: Bytes = data.into();
         let m = self.manifest_arc(id)?.ok_or(StoreError::NotFound(*id))?;
@@ -320,6 +321,7 @@ impl Store {
     /// index is out of range). A chunk whose bytes in the data file fail verification (or that
     /// the file is too short to contain) is dropped from the held set, on disk too, and reported
     /// as [`StoreError::Corrupt`]; it can be stored again. Unverified bytes are never returned.
+    /// A chunk among the recently verified ones kept in memory is answered from there.
     pub fn chunk(&self, id: &ObjectId, index: u32) -> Result<Option<Bytes>> {
         match self.manifest_arc(id)? {
             Some(m) => self.chunk_of(id, &m, index),
