@@ -97,6 +97,20 @@ fn add_file_streams_a_file_and_matches_add_bytes() {
     assert!(matches!(missing, Err(StoreError::Io { .. })), "{missing:?}");
 }
 
+/// Flips one byte of chunk `index` in the data file of `id`.
+fn corrupt_on_disk(store: &Store, id: &ObjectId, index: usize) {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(store.data_path(id))
+        .expect("open data");
+    let at = (index * CHUNK_SIZE as usize + 77) as u64;
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, at).expect("read byte");
+    byte[0] ^= 0x01;
+    file.write_all_at(&byte, at).expect("corrupt");
+}
+
 #[test]
 fn corrupted_chunks_are_detected_removed_and_never_returned() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -106,19 +120,8 @@ fn corrupted_chunks_are_detected_removed_and_never_returned() {
     let id = store.add_bytes(&big, "image/png").expect("add");
     let other_id = store.add_bytes(&other, "image/png").expect("add other");
 
-    // Flip one byte of chunk 1 in the data file.
     let cs = CHUNK_SIZE as usize;
-    let data_path = store.data_path(&id);
-    let data_file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&data_path)
-        .expect("open data");
-    let at = cs as u64 + 1000;
-    let mut byte = [0u8; 1];
-    data_file.read_exact_at(&mut byte, at).expect("read byte");
-    byte[0] ^= 0x40;
-    data_file.write_all_at(&byte, at).expect("corrupt");
+    corrupt_on_disk(&store, &id, 1);
     match store.chunk(&id, 1) {
         Err(StoreError::Corrupt { id: cid, part, .. }) => {
             assert_eq!(cid, id);
@@ -147,7 +150,11 @@ fn corrupted_chunks_are_detected_removed_and_never_returned() {
     drop(second);
 
     // Cut the data file inside chunk 2 (the short last chunk), read through read_range.
-    data_file.set_len(big.len() as u64 - 1).expect("truncate");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(store.data_path(&id))
+        .and_then(|f| f.set_len(big.len() as u64 - 1))
+        .expect("truncate");
     let err = store.read_range(&id, 2 * CHUNK_SIZE as u64, 10);
     assert!(
         matches!(
@@ -178,20 +185,6 @@ fn corrupted_chunks_are_detected_removed_and_never_returned() {
     let store = Store::open(dir.path(), None).expect("reopen");
     assert!(store.is_complete(&id));
     assert_eq!(store.read_object(&id).expect("repaired"), big);
-}
-
-/// Flips one byte of chunk `index` in the data file of `id`.
-fn corrupt_on_disk(store: &Store, id: &ObjectId, index: usize) {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(store.data_path(id))
-        .expect("open data");
-    let at = (index * CHUNK_SIZE as usize + 77) as u64;
-    let mut byte = [0u8; 1];
-    file.read_exact_at(&mut byte, at).expect("read byte");
-    byte[0] ^= 0x01;
-    file.write_all_at(&byte, at).expect("corrupt");
 }
 
 #[test]
