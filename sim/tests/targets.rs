@@ -6,7 +6,6 @@ use nearcast_sim::run::run;
 use nearcast_sim::scenario::Scenario;
 
 #[test]
-#[ignore = "with the current core nearcast's seeder egress is 3-5x the bound and success ~0.997; see docs/simulator.md"]
 fn default_scenario_meets_targets() {
     let mut sc = Scenario::load("default").expect("built-in default");
     sc.peers = 3_000;
