@@ -209,7 +209,7 @@ impl World {
             _ => None,
         };
         let resp = match req {
-            Request::GetManifest { object } => self.manifest_answer(to, &object),
+            Request::GetManifest { object } => self.manifest_answer(to, from, object),
             Request::Have { .. } | Request::Detach => self.core_answer(to, from, req),
             _ if refusing => Response::Refused {
                 reason: "refusing".into(),
@@ -250,16 +250,26 @@ impl World {
 
     /// `GetManifest` is answered from the driver's store: seeders hold everything, peers what
     /// they cached or are fetching with a manifest already.
-    fn manifest_answer(&self, at: u32, object: &ObjectId) -> Response<u32> {
-        let Some(n) = self.catalogue.number(object) else {
+    /// The core admits it first (bans, overload), as in the real node.
+    fn manifest_answer(&mut self, at: u32, from: u32, object: ObjectId) -> Response<u32> {
+        let Some(n) = self.catalogue.number(&object) else {
             return Response::NotFound;
         };
-        let p = &self.peers[at as usize];
-        if p.refusing {
+        if self.peers[at as usize].refusing {
             return Response::Refused {
                 reason: "refusing".into(),
             };
         }
+        let now = self.q.now;
+        let Some(node) = self.peers[at as usize].node.as_mut() else {
+            return Response::NotFound;
+        };
+        let refused = node.admit_manifest(now, &from, object);
+        self.dirty.push(at);
+        if let Some(answer) = refused {
+            return answer;
+        }
+        let p = &self.peers[at as usize];
         let held = p.seeder
             || p.cache.contains(&n)
             || p.fetches.iter().any(|(_, r)| {

@@ -35,6 +35,9 @@ pub enum FetchError {
     NoSource,
     #[error("fetch made no progress for {0} ms")]
     Stalled(u64),
+    /// The driver could not keep the object (its cache is too small, its disk full or failing).
+    #[error("cannot keep the object here: {0}")]
+    Local(String),
 }
 
 /// Outcome of one chunk transfer, as reported by the driver after verification.
@@ -246,6 +249,20 @@ impl<P: PeerRef> Fetch<P> {
 
     pub fn set_manifest(&mut self, manifest: Manifest) {
         self.have = vec![false; manifest.chunk_count() as usize];
+        self.manifest = Some(manifest);
+    }
+
+    /// Starts from a manifest already stored and the chunks stored with it (`held[i]`, verified,
+    /// left by an interrupted fetch): only the others are fetched; held ones count as local.
+    pub fn resume(&mut self, manifest: Manifest, held: &[bool]) {
+        self.have = (0..manifest.chunk_count())
+            .map(|i| held.get(i as usize).copied().unwrap_or(false))
+            .collect();
+        let local: u64 = (0..manifest.chunk_count())
+            .filter(|&i| self.have[i as usize])
+            .map(|i| manifest.chunk_len(i) as u64)
+            .sum();
+        self.bytes[SourceClass::Local.index()] += local;
         self.manifest = Some(manifest);
     }
 

@@ -439,12 +439,55 @@ impl<P: PeerRef> Node<P> {
         self.holdings.iter()
     }
 
+    /// Ends a fetch that the driver cannot complete (the object does not fit its store, or the
+    /// store failed): reported as [`Output::FetchFailed`] with [`FetchError::Local`].
+    pub fn abort_fetch(&mut self, fid: FetchId, reason: String) {
+        if let Some(f) = self.fetches.remove(&fid) {
+            self.outputs.push_back(Output::FetchFailed {
+                fetch: fid,
+                object: f.object,
+                error: FetchError::Local(reason),
+            });
+        }
+    }
+
+    /// Admits an inbound `GetManifest`, which the driver answers from its store: `None` to
+    /// serve it, else the answer to send instead (a banned or, under overload, busy requester).
+    pub fn admit_manifest(&mut self, now: u64, from: &P, object: ObjectId) -> Option<Response<P>> {
+        match self.handle_request(now, from, Request::GetManifest { object }) {
+            Response::NotFound => None,
+            other => Some(other),
+        }
+    }
+
     pub fn holds(&self, object: &ObjectId) -> bool {
         self.holdings.contains(object)
     }
 
     /// Starts fetching `object`. Completion or failure is reported as an output.
     pub fn start_fetch(&mut self, now: u64, object: ObjectId) -> FetchId {
+        self.start_fetch_from(now, object, None)
+    }
+
+    /// Starts fetching an object of which the driver's store holds the manifest and `held`
+    /// chunks (verified, from an interrupted fetch): only the missing chunks are fetched, and
+    /// no [`Output::Manifest`] is given (the driver has it).
+    pub fn resume_fetch(
+        &mut self,
+        now: u64,
+        object: ObjectId,
+        manifest: Manifest,
+        held: &[bool],
+    ) -> FetchId {
+        self.start_fetch_from(now, object, Some((manifest, held)))
+    }
+
+    fn start_fetch_from(
+        &mut self,
+        now: u64,
+        object: ObjectId,
+        stored: Option<(Manifest, &[bool])>,
+    ) -> FetchId {
         let id = FetchId(self.next_fetch);
         self.next_fetch += 1;
         self.hot.record(object, now);
@@ -459,14 +502,21 @@ impl<P: PeerRef> Node<P> {
             });
             return id;
         }
+        let resume = |fetch: &mut Fetch<P>| {
+            if let Some((manifest, held)) = stored {
+                fetch.resume(manifest, held);
+            }
+        };
         if self.cfg.strategy == Strategy::SeederOnly {
             let mut fetch = Fetch::new(object, now, now);
             fetch.locates_pending = 0;
+            resume(&mut fetch);
             self.fetches.insert(id, fetch);
             self.drive_fetch(now, id);
             return id;
         }
         let mut fetch = Fetch::new(object, now, now + self.cfg.timing.hedge_ms);
+        resume(&mut fetch);
         // Ask our own index first (supernodes and seeders), then parents.
         let me = self.cfg.own.clone();
         for h in self.holders.nearest(&object, &me, &self.locality, now) {
@@ -848,7 +898,7 @@ impl<P: PeerRef> Node<P> {
                 Response::Located { holders }
             }
             Request::GetManifest { .. } => {
-                // Served by the driver from its store; the core only admits it.
+                // Admitted: the driver serves it from its store (see `admit_manifest`).
                 Response::NotFound
             }
             Request::GetChunkMap { me, object } => {

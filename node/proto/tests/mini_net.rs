@@ -234,6 +234,16 @@ impl Net {
 
     fn fetch(&mut self, peer: u32, object: ObjectId) -> Result<[u64; 5], String> {
         let fid = self.nodes[peer as usize].start_fetch(self.now, object);
+        self.wait_for(peer, fid)
+    }
+
+    /// Resumes a fetch of which `peer`'s store kept the manifest and the `held` chunks.
+    fn resume(&mut self, peer: u32, m: &Manifest, held: &[bool]) -> Result<[u64; 5], String> {
+        let fid = self.nodes[peer as usize].resume_fetch(self.now, m.id(), m.clone(), held);
+        self.wait_for(peer, fid)
+    }
+
+    fn wait_for(&mut self, peer: u32, fid: FetchId) -> Result<[u64; 5], String> {
         self.drain(peer);
         let deadline = self.now + 60_000;
         while !self.done.contains_key(&(peer, fid)) && self.now < deadline {
@@ -297,6 +307,27 @@ fn long_tail_object_comes_from_the_seeder_and_unknown_ids_fail() {
         "unknown id took {} ms to fail",
         net.now - t0
     );
+}
+
+#[test]
+fn an_interrupted_fetch_resumes_with_the_chunks_it_stored() {
+    let mut net = Net::new(3, false);
+    net.run_until(3_000);
+    let size = 5 * CHUNK_SIZE as u64 - 300;
+    let m = object(size, 4);
+    let id = net.publish(m.clone());
+    // Chunks 0, 1 and 3 were stored (verified) before the fetch broke off.
+    let held = [true, true, false, true, false];
+    let bytes = net.resume(2, &m, &held).expect("resumed fetch completes");
+    let stored = 3 * CHUNK_SIZE as u64;
+    assert_eq!(bytes[SourceClass::Local.index()], stored, "{bytes:?}");
+    assert_eq!(
+        bytes.iter().sum::<u64>(),
+        size,
+        "only the missing chunks were fetched: {bytes:?}"
+    );
+    assert_eq!(seeder_bytes(&bytes), size - stored);
+    assert!(net.nodes[2].holds(&id));
 }
 
 #[test]
