@@ -25,13 +25,55 @@ use crate::network::chunk_protocol;
 pub const CHUNK_DEADLINE: Duration = Duration::from_secs(15);
 /// Chunk uploads served at once.
 const MAX_CONCURRENT_SERVES: usize = 64;
+/// Chunk uploads served at once to one peer: no peer can hold every slot.
+const MAX_SERVES_PER_PEER: usize = 8;
+/// Time a requester has to send its request once it opened a stream.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Upload slots taken per peer (entries removed when a peer's last upload ends).
+#[derive(Default)]
+struct PeerSlots(std::sync::Mutex<std::collections::HashMap<PeerId, usize>>);
+
+/// One upload slot of one peer, given back when dropped.
+struct PeerSlot {
+    slots: Arc<PeerSlots>,
+    peer: PeerId,
+}
+
+impl PeerSlots {
+    fn take(self: &Arc<Self>, peer: PeerId) -> Option<PeerSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(peer).or_insert(0);
+        if *n >= MAX_SERVES_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            slots: self.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.slots.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.peer);
+            }
+        }
+    }
+}
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<64>()
 }
 
 /// Fetches chunk `index` of `object` from `peer` (exactly the length `manifest` gives) and hands
-/// it to the store, which verifies it against the manifest before writing it.
+/// it to the store, which verifies it against the manifest before writing it. `Err` is a local
+/// failure (the store could not keep a verified chunk): no fault of the peer's.
 pub async fn fetch_chunk(
     mut control: libp2p_stream::Control,
     store: Arc<Store>,
@@ -39,7 +81,7 @@ pub async fn fetch_chunk(
     object: ObjectId,
     manifest: Arc<Manifest>,
     index: u32,
-) -> ChunkOutcome {
+) -> Result<ChunkOutcome, nearcast_store::StoreError> {
     let expected = manifest.chunk_len(index);
     let transfer = async {
         let mut stream = match control.open_stream(peer, chunk_protocol()).await {
@@ -78,27 +120,24 @@ pub async fn fetch_chunk(
     };
     let data = match tokio::time::timeout(CHUNK_DEADLINE, transfer).await {
         Ok(Some(Ok(data))) => data,
-        Ok(Some(Err(outcome))) => return outcome,
-        Ok(None) => return ChunkOutcome::Failed,
+        Ok(Some(Err(outcome))) => return Ok(outcome),
+        Ok(None) => return Ok(ChunkOutcome::Failed),
         Err(_) => {
             tracing::debug!(%peer, index, "chunk transfer timed out");
-            return ChunkOutcome::Failed;
+            return Ok(ChunkOutcome::Failed);
         }
     };
     // The store verifies the chunk against the manifest (SHA-256) before anything is written:
     // hashing it here as well would cost a second pass over every byte received.
     let len = data.len() as u64;
     match tokio::task::spawn_blocking(move || store.put_chunk(&object, index, data)).await {
-        Ok(Ok(())) => ChunkOutcome::Stored { bytes: len },
+        Ok(Ok(())) => Ok(ChunkOutcome::Stored { bytes: len }),
         Ok(Err(e @ nearcast_store::StoreError::Rejected { .. })) => {
             tracing::warn!(%peer, %object, index, error = %e, "peer sent a bad chunk; discarded");
-            ChunkOutcome::Corrupt
+            Ok(ChunkOutcome::Corrupt)
         }
-        Ok(Err(e)) => {
-            tracing::warn!(%object, index, error = %e, "could not store a verified chunk");
-            ChunkOutcome::Failed
-        }
-        Err(_) => ChunkOutcome::Failed,
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(ChunkOutcome::Failed),
     }
 }
 
@@ -126,14 +165,17 @@ pub async fn serve_chunks(
         }
     };
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_SERVES));
+    let per_peer = Arc::new(PeerSlots::default());
     while let Some((peer, mut stream)) = incoming.next().await {
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            // Over capacity: answer busy instead of queueing without bound.
+        let taken = per_peer
+            .take(peer)
+            .and_then(|p| Some((p, slots.clone().try_acquire_owned().ok()?)));
+        let Some(held) = taken else {
+            // Over capacity, in all or for this peer: answer busy instead of queueing.
             tokio::spawn(async move {
                 let busy = bincode::encode_to_vec(ChunkStatus::Busy, config()).unwrap_or_default();
                 let _ =
-                    tokio::time::timeout(Duration::from_secs(2), write_frame(&mut stream, &busy))
-                        .await;
+                    tokio::time::timeout(REQUEST_DEADLINE, write_frame(&mut stream, &busy)).await;
             });
             continue;
         };
@@ -141,9 +183,13 @@ pub async fn serve_chunks(
         let admit = admit.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = held;
             let work = async {
-                let req = read_frame(&mut stream, 128).await.ok()?;
+                // A requester that opens a stream and says nothing gives its slot back soon.
+                let req = tokio::time::timeout(REQUEST_DEADLINE, read_frame(&mut stream, 128))
+                    .await
+                    .ok()?
+                    .ok()?;
                 let req = decode_chunk_request(&req).ok()?;
                 let (tx, rx) = oneshot::channel();
                 admit

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// Sends `GET path` and returns (status, headers, body reader).
@@ -69,12 +69,48 @@ pub async fn get(gateway: SocketAddr, id: &str, out: Option<&Path>) -> anyhow::R
         }
         _ => None,
     };
-    let mut sink: Box<dyn Write> = match out {
+    // A file is written beside its destination and renamed there once whole: an interrupted
+    // transfer never leaves a cut-short file under the name asked for.
+    let partial = out.map(partial_path);
+    let mut sink: Box<dyn Write> = match &partial {
         Some(p) => Box::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         ),
         None => Box::new(std::io::stdout().lock()),
     };
+    let copied = copy_body(&mut body, &mut sink, bar.as_ref()).await;
+    drop(sink);
+    let result = copied.and_then(|total| match len {
+        Some(n) if total != n => bail!("{id}: connection closed after {total} of {n} bytes"),
+        _ => Ok(()),
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    match (&partial, out, result) {
+        (Some(tmp), Some(dest), Ok(())) => std::fs::rename(tmp, dest)
+            .with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display())),
+        (Some(tmp), _, Err(e)) => {
+            let _ = std::fs::remove_file(tmp);
+            Err(e)
+        }
+        (_, _, result) => result,
+    }
+}
+
+/// `FILE.part` beside `FILE`.
+fn partial_path(dest: &Path) -> std::path::PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    dest.with_file_name(name)
+}
+
+/// Copies the response body into `sink`; returns the bytes copied.
+async fn copy_body(
+    body: &mut (impl AsyncRead + Unpin),
+    sink: &mut dyn Write,
+    bar: Option<&indicatif::ProgressBar>,
+) -> anyhow::Result<u64> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
@@ -84,20 +120,12 @@ pub async fn get(gateway: SocketAddr, id: &str, out: Option<&Path>) -> anyhow::R
         }
         sink.write_all(&buf[..n])?;
         total += n as u64;
-        if let Some(b) = &bar {
+        if let Some(b) = bar {
             b.set_position(total);
         }
     }
     sink.flush()?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    if let Some(n) = len
-        && total != n
-    {
-        bail!("{id}: connection closed after {total} of {n} bytes");
-    }
-    Ok(())
+    Ok(total)
 }
 
 /// `nearcast status`: prints the daemon's status JSON.

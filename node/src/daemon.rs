@@ -2,7 +2,7 @@
 //! gateway around it. It stays thin on purpose: decisions belong to the core, which the
 //! simulator runs too; this module only moves bytes and messages.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,8 +34,14 @@ struct ChunkDone {
     fetch: FetchId,
     peer: NetPeer,
     index: u32,
-    outcome: nearcast_proto::ChunkOutcome,
+    /// `Err`: the store could not keep a verified chunk (the fetch fails with that error).
+    outcome: Result<nearcast_proto::ChunkOutcome, nearcast_store::StoreError>,
 }
+
+/// Children a seeder accepts (it acts as a mega-supernode).
+const SEEDER_MAX_CHILDREN: usize = 5_000;
+/// Connections a peer keeps at most; a seeder has room for its children on top.
+const PEER_MAX_CONNECTIONS: u32 = 1024;
 
 /// Runs a daemon until Ctrl-C or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -55,7 +61,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let local_map = load_local_map(settings.as_table.as_deref(), settings.asmap.as_deref())?;
     let key = load_identity(&settings.data)?;
     let local_peer = key.public().to_peer_id();
-    let mut swarm = build_swarm(key, 1024)?;
+    // A seeder keeps a connection to each of its children (up to `SEEDER_MAX_CHILDREN`) and
+    // still needs room for everyone else who fetches from it.
+    let max_connections = match settings.role {
+        Role::Seeder => SEEDER_MAX_CHILDREN as u32 + PEER_MAX_CONNECTIONS,
+        _ => PEER_MAX_CONNECTIONS,
+    };
+    let mut swarm = build_swarm(key, max_connections)?;
     println!("peer id: {local_peer}");
 
     for addr in &settings.listen {
@@ -95,7 +107,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if settings.role == Role::Seeder {
         cfg.upload_bytes_per_s = f64::MAX / 8.0;
         cfg.control_per_s = 20_000.0;
-        cfg.max_children = 5_000;
+        cfg.max_children = SEEDER_MAX_CHILDREN;
     }
     let started = Instant::now();
     let locality = Locality::new(Arc::new(nearcast_asmap::AsMap::empty()), own_ip);
@@ -288,6 +300,10 @@ impl Daemon {
     ) -> anyhow::Result<()> {
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<ChunkDone>(1024);
         let mut gauges = tokio::time::interval(Duration::from_secs(5));
+        // The store's complete objects, listed off the event loop (a seeder's store may hold
+        // millions); at most one listing at a time.
+        let (listed_tx, mut listed_rx) = mpsc::channel::<BTreeSet<ObjectId>>(1);
+        let mut listing = false;
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
         loop {
@@ -310,16 +326,34 @@ impl Daemon {
                 Some(done) = chunk_rx.recv() => {
                     let now = self.now();
                     tracing::debug!(peer = %done.peer.0, index = done.index, outcome = ?done.outcome, "chunk");
-                    if done.outcome == nearcast_proto::ChunkOutcome::Corrupt {
-                        self.metrics.chunks_rejected.inc();
+                    match done.outcome {
+                        Ok(outcome) => {
+                            if outcome == nearcast_proto::ChunkOutcome::Corrupt {
+                                self.metrics.chunks_rejected.inc();
+                            }
+                            self.node.handle_chunk(now, done.fetch, &done.peer, done.index, outcome);
+                        }
+                        Err(e) => {
+                            tracing::warn!(index = done.index, error = %e, "could not store a verified chunk");
+                            self.node.abort_fetch(done.fetch, format!("the store failed: {e}"));
+                        }
                     }
-                    self.node.handle_chunk(now, done.fetch, &done.peer, done.index, done.outcome);
                 }
                 _ = sleep => {
                     let now = self.now();
                     self.node.handle_timeout(now);
                 }
-                _ = gauges.tick() => self.update_gauges(),
+                _ = gauges.tick() => {
+                    self.update_gauges();
+                    if !listing {
+                        listing = true;
+                        self.list_store(listed_tx.clone());
+                    }
+                }
+                Some(complete) = listed_rx.recv() => {
+                    listing = false;
+                    self.reconcile(&complete);
+                }
                 _ = &mut shutdown => {
                     tracing::info!("shutting down");
                     return Ok(());
@@ -333,37 +367,52 @@ impl Daemon {
         if let Some(m) = self.manifests.get(object) {
             return m.chunk_len(index) as u64;
         }
-        match self.store.manifest(object) {
+        match self.store.manifest_arc(object) {
             Ok(Some(m)) => m.chunk_len(index) as u64,
             _ => 0,
         }
     }
 
-    fn update_gauges(&mut self) {
-        if self.node.role() == Role::Seeder {
-            // Pick up objects published by `nearcast-seeder add` in another process.
-            if let Err(e) = self.store.rescan() {
+    /// Lists the store's complete objects on a blocking thread (a seeder first rescans the
+    /// disk for objects `nearcast-seeder add` published from another process).
+    fn list_store(&self, reply: mpsc::Sender<BTreeSet<ObjectId>>) {
+        let store = self.store.clone();
+        let rescan = self.node.role() == Role::Seeder;
+        tokio::task::spawn_blocking(move || {
+            if rescan && let Err(e) = store.rescan() {
                 tracing::warn!(error = %e, "store rescan failed");
             }
-        }
-        // Reconcile the core's view with the store (publications, evictions, corruption).
-        let listed = self.store.list();
-        let complete: std::collections::BTreeSet<ObjectId> =
-            listed.iter().filter(|i| i.complete).map(|i| i.id).collect();
-        for id in &complete {
-            if !self.node.holds(id) {
+            let complete = store
+                .list()
+                .into_iter()
+                .filter(|i| i.complete)
+                .map(|i| i.id)
+                .collect();
+            let _ = reply.blocking_send(complete);
+        });
+    }
+
+    /// Brings the core's view in line with the store (publications, evictions, corruption).
+    /// The listing was taken a moment ago: each difference is checked against the store's
+    /// index as it is now (a fetch may have completed, an eviction run, since).
+    fn reconcile(&mut self, complete: &BTreeSet<ObjectId>) {
+        for id in complete {
+            if !self.node.holds(id) && self.store.is_complete(id) {
                 self.node.object_stored(*id);
             }
         }
         let gone: Vec<ObjectId> = self
             .node
             .holdings()
-            .filter(|id| !complete.contains(id))
+            .filter(|id| !complete.contains(id) && !self.store.is_complete(id))
             .copied()
             .collect();
         for id in gone {
             self.node.object_removed(id);
         }
+    }
+
+    fn update_gauges(&mut self) {
         let s = self.node.status();
         self.metrics.children.set(s.children as i64);
         self.metrics.parents.set(s.parents.len() as i64);
@@ -383,7 +432,16 @@ impl Daemon {
                 let first = !self.waiters.contains_key(&object);
                 self.waiters.entry(object).or_default().push(reply);
                 if first {
-                    let fid = self.node.start_fetch(now, object);
+                    let fid = match self.partial_copy(&object) {
+                        Some((manifest, held)) => {
+                            // Protected from eviction until the fetch ends (`finish_fetch`).
+                            self.store.protect(&object);
+                            self.manifests.insert(object, manifest.clone());
+                            self.node
+                                .resume_fetch(now, object, (*manifest).clone(), &held)
+                        }
+                        None => self.node.start_fetch(now, object),
+                    };
                     self.fetch_objects.insert(fid, object);
                     self.fetch_started.insert(fid, Instant::now());
                 }
@@ -457,15 +515,17 @@ impl Daemon {
                     });
                 }
                 Output::Manifest {
-                    fetch: _,
+                    fetch,
                     object,
                     manifest,
                 } => {
-                    if let Err(e) = self.store.put_manifest(&manifest) {
-                        tracing::warn!(%object, error = %e, "cannot store manifest");
-                    }
+                    // Protected from eviction until the fetch ends (`finish_fetch`).
                     self.store.protect(&object);
                     self.manifests.insert(object, Arc::new(manifest));
+                    if let Err(reason) = self.keep_manifest(object) {
+                        tracing::warn!(%object, %reason, "cannot fetch the object");
+                        self.node.abort_fetch(fetch, reason);
+                    }
                 }
                 Output::FetchDone {
                     fetch,
@@ -481,7 +541,7 @@ impl Daemon {
                     error,
                 } => {
                     tracing::info!(%object, %error, "fetch failed");
-                    self.finish_fetch(fetch, object, Err(error.to_string()));
+                    self.finish_fetch(fetch, object, Err(error));
                 }
                 Output::Ban { peer } => {
                     tracing::warn!(peer = %peer.0, "dropping peer that sent bad data");
@@ -502,10 +562,44 @@ impl Daemon {
         }
     }
 
-    fn finish_fetch(&mut self, fetch: FetchId, object: ObjectId, result: Result<[u64; 5], String>) {
+    /// The manifest and stored chunks of an object an earlier fetch left incomplete, if any:
+    /// a new fetch takes only the missing chunks.
+    fn partial_copy(&self, object: &ObjectId) -> Option<(Arc<Manifest>, Vec<bool>)> {
+        if self.node.holds(object) || self.store.is_complete(object) {
+            return None;
+        }
+        let manifest = self.store.manifest_arc(object).ok().flatten()?;
+        let held = self.store.chunks_held(object).ok()?;
+        held.contains(&true).then_some((manifest, held))
+    }
+
+    /// Stores the manifest of a fetch that just learned it, if the object fits the cache.
+    fn keep_manifest(&mut self, object: ObjectId) -> Result<(), String> {
+        let Some(manifest) = self.manifests.get(&object) else {
+            return Ok(());
+        };
+        if let Some(budget) = self.store.budget()
+            && manifest.size > budget
+        {
+            return Err(format!(
+                "the object is {} bytes, more than this peer's cache ({budget} bytes): raise --cache-size",
+                manifest.size
+            ));
+        }
+        self.store
+            .put_manifest(manifest)
+            .map(|_| ())
+            .map_err(|e| format!("the store failed: {e}"))
+    }
+
+    fn finish_fetch(
+        &mut self,
+        fetch: FetchId,
+        object: ObjectId,
+        result: Result<[u64; 5], nearcast_proto::FetchError>,
+    ) {
         self.fetch_objects.remove(&fetch);
-        self.manifests.remove(&object);
-        self.store.unprotect(&object);
+        let had_manifest = self.manifests.remove(&object).is_some();
         if let Some(t) = self.fetch_started.remove(&fetch) {
             self.metrics
                 .fetch_seconds
@@ -544,6 +638,11 @@ impl Daemon {
         let now = self.now();
         self.maps
             .fetch_ended(now, fetch, ok, &self.store, &mut self.node);
+        if had_manifest {
+            // Evictable again only now that the proximity map (if it was one) has been read;
+            // a gateway request keeps its own protection until its response is sent.
+            self.store.unprotect(&object);
+        }
         for w in self.waiters.remove(&object).unwrap_or_default() {
             let _ = w.send(report.clone());
         }
@@ -696,7 +795,10 @@ impl Daemon {
             self.notice_stored(object);
         }
         let response = match request {
-            Request::GetManifest { object } => self.manifest_response(&object),
+            Request::GetManifest { object } => self
+                .node
+                .admit_manifest(now, &NetPeer(peer), object)
+                .unwrap_or_else(|| self.manifest_response(&object)),
             other => self.node.handle_request(now, &NetPeer(peer), other),
         };
         let _ = self
@@ -719,7 +821,7 @@ impl Daemon {
         if let Some(m) = self.manifests.get(object) {
             return Response::Manifest { bytes: m.encode() };
         }
-        match self.store.manifest(object) {
+        match self.store.manifest_arc(object) {
             Ok(Some(m)) => {
                 if m.chunk_count() == 0 {
                     // Small objects travel inside their manifest.

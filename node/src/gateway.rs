@@ -36,7 +36,7 @@ pub enum Command {
 #[derive(Clone, Debug)]
 pub enum FetchReport {
     Done { bytes: [u64; 5] },
-    Failed(String),
+    Failed(nearcast_proto::FetchError),
 }
 
 /// The `/status` document.
@@ -168,6 +168,7 @@ async fn get_object(
         Ok(o) => o,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad object id: {e}")),
     };
+    let protected = Protected::new(st.store.clone(), object);
     let (manifest, whole) = match fetch_verified(&st, object).await {
         Ok(v) => v,
         Err(resp) => return resp,
@@ -192,14 +193,7 @@ async fn get_object(
                 .unwrap_or_default();
             Body::from(Bytes::copy_from_slice(piece))
         }
-        None => stream_body(
-            st.store.clone(),
-            object,
-            manifest.chunk_size,
-            start,
-            end,
-            len,
-        ),
+        None => stream_body(protected, object, manifest.chunk_size, start, end, len),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -224,6 +218,26 @@ async fn get_object(
     resp
 }
 
+/// Keeps an object from eviction while a request fetches and sends it (counted with the
+/// daemon's own protection of objects in flight).
+struct Protected {
+    store: Arc<Store>,
+    object: ObjectId,
+}
+
+impl Protected {
+    fn new(store: Arc<Store>, object: ObjectId) -> Self {
+        store.protect(&object);
+        Protected { store, object }
+    }
+}
+
+impl Drop for Protected {
+    fn drop(&mut self) {
+        self.store.unprotect(&self.object);
+    }
+}
+
 /// Objects up to this size are read (and so verified) whole before the response starts, so a
 /// copy damaged on disk is refetched instead of breaking off mid-response.
 const WHOLE_READ_MAX: u64 = 16 * 1024 * 1024;
@@ -245,6 +259,12 @@ async fn fetch_verified(
         }
         match tokio::time::timeout(FETCH_TIMEOUT, rx).await {
             Ok(Ok(FetchReport::Done { .. })) => {}
+            Ok(Ok(FetchReport::Failed(error @ nearcast_proto::FetchError::Local(_)))) => {
+                return Err(text(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    format!("object {object}: {error}"),
+                ));
+            }
             Ok(Ok(FetchReport::Failed(reason))) => {
                 return Err(text(
                     StatusCode::NOT_FOUND,
@@ -290,8 +310,9 @@ async fn fetch_verified(
 }
 
 /// Streams a large object in pieces of at most one chunk, each read verified from the store.
+/// The object stays protected from eviction until the body is sent or dropped.
 fn stream_body(
-    store: Arc<Store>,
+    protected: Protected,
     object: ObjectId,
     chunk_size: u32,
     start: u64,
@@ -300,7 +321,7 @@ fn stream_body(
 ) -> Body {
     let piece = u64::from(chunk_size);
     let stream = futures::stream::unfold(start, move |pos| {
-        let store = store.clone();
+        let store = protected.store.clone();
         async move {
             if len == 0 || pos > end {
                 return None;

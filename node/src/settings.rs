@@ -78,14 +78,23 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let n: u64 = num
         .parse()
         .with_context(|| format!("invalid duration {s:?}: expected e.g. 30s"))?;
+    let secs = |per: u64| {
+        n.checked_mul(per)
+            .filter(|&s| s <= MAX_DURATION_SECS)
+            .map(Duration::from_secs)
+            .with_context(|| format!("duration {s:?} is too long (at most 100 years)"))
+    };
     Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" | "min" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+        "ms" => Duration::from_millis(n.min(MAX_DURATION_SECS * 1000)),
+        "" | "s" => secs(1)?,
+        "m" | "min" => secs(60)?,
+        "h" => secs(3600)?,
         other => bail!("invalid duration unit {other:?} in {s:?}: use ms, s, m or h"),
     })
 }
+
+/// The longest duration a setting takes: its milliseconds fit every timer.
+const MAX_DURATION_SECS: u64 = 100 * 365 * 24 * 3600;
 
 /// Loads an explicit local proximity map: a binary map file (`--asmap`) or a
 /// `first_ip,last_ip,asn[,org]` CSV (`--as-table`), or none. A CSV map is stamped with the
@@ -131,6 +140,9 @@ mod tests {
         assert_eq!(parse_size("100").ok(), Some(100));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_duration("6000000000000000h").is_err());
+        assert!(parse_duration("18446744073709551615s").is_err());
+        assert_eq!(parse_duration("2h").ok(), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("2s").ok(), Some(Duration::from_secs(2)));
         assert_eq!(
             parse_duration("500ms").ok(),
