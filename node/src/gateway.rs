@@ -16,8 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 
-/// How long a gateway request waits for a fetch.
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a gateway request waits for a fetch at most. The core ends a fetch that makes no
+/// progress for 20 s (`Timing::stall_ms`), so a fetch that keeps going is waited for: a large
+/// object on a slow link is not cut off. This only bounds a daemon that never answers.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 /// Requests from the gateway to the daemon's event loop.
 pub enum Command {
@@ -262,6 +264,12 @@ async fn fetch_verified(
             Ok(Ok(FetchReport::Failed(error @ nearcast_proto::FetchError::Local(_)))) => {
                 return Err(text(
                     StatusCode::INSUFFICIENT_STORAGE,
+                    format!("object {object}: {error}"),
+                ));
+            }
+            Ok(Ok(FetchReport::Failed(error @ nearcast_proto::FetchError::Stalled(_)))) => {
+                return Err(text(
+                    StatusCode::GATEWAY_TIMEOUT,
                     format!("object {object}: {error}"),
                 ));
             }
