@@ -229,28 +229,36 @@ const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Scans every object directory into `index`: verified manifests, held chunks, pins. Corrupt
 /// manifests and stale half-written objects are removed; chunk files of the old layout are moved
-/// into the data file.
+/// into the data file. An object that cannot be read (permissions, I/O errors) is logged and
+/// left out, untouched on disk: one bad object does not keep the store from opening.
 pub(crate) fn scan_all(layout: &Layout, index: &mut Index) -> Result<()> {
     for id in list_object_dirs(layout)? {
-        match read_manifest(layout, &id)? {
-            ManifestFile::Good {
-                manifest,
-                len,
-                mtime,
-            } => {
-                migrate_old_chunks(layout, &id, &manifest)?;
-                let entry = load_entry(layout, &id, &manifest, len, mtime)?;
-                index.insert(id, entry);
-            }
-            ManifestFile::Bad(reason) => {
-                tracing::warn!(%id, %reason, "removing object with a corrupt manifest");
-                remove_object_dir(layout, &id)?;
-            }
-            ManifestFile::Missing => {
-                if orphan_is_stale(layout, &id) {
-                    tracing::info!(%id, "removing half-written object left by a crash");
-                    remove_object_dir(layout, &id)?;
-                }
+        if let Err(e) = scan_one(layout, index, &id) {
+            tracing::error!(%id, error = %e, "cannot read a stored object; leaving it out");
+        }
+    }
+    Ok(())
+}
+
+fn scan_one(layout: &Layout, index: &mut Index, id: &ObjectId) -> Result<()> {
+    match read_manifest(layout, id)? {
+        ManifestFile::Good {
+            manifest,
+            len,
+            mtime,
+        } => {
+            migrate_old_chunks(layout, id, &manifest)?;
+            let entry = load_entry(layout, id, &manifest, len, mtime)?;
+            index.insert(*id, entry);
+        }
+        ManifestFile::Bad(reason) => {
+            tracing::warn!(%id, %reason, "removing object with a corrupt manifest");
+            remove_object_dir(layout, id)?;
+        }
+        ManifestFile::Missing => {
+            if orphan_is_stale(layout, id) {
+                tracing::info!(%id, "removing half-written object left by a crash");
+                remove_object_dir(layout, id)?;
             }
         }
     }

@@ -413,6 +413,29 @@ fn chunk_files_of_the_old_layout_are_moved_into_the_data_file_on_open() {
 }
 
 #[test]
+fn an_unreadable_object_is_left_out_and_the_store_still_opens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), None).expect("open");
+    let bad = store.add_bytes(&data(300_000, 7), "x/y").expect("add");
+    let keep = store.add_bytes(&data(300_000, 8), "x/y").expect("add");
+    let mp = store.manifest_path(&bad);
+    drop(store);
+    // A manifest that cannot be read (here a directory in its place: EISDIR on read).
+    fs::remove_file(&mp).expect("remove manifest");
+    fs::create_dir(&mp).expect("directory in its place");
+    let store = Store::open(dir.path(), None).expect("the store opens despite one bad object");
+    assert_eq!(
+        store.read_object(&keep).expect("other object"),
+        data(300_000, 8)
+    );
+    assert!(!store.is_complete(&bad));
+    assert!(
+        store.data_path(&bad).exists(),
+        "the unreadable object is left on disk untouched"
+    );
+}
+
+#[test]
 fn corrupted_manifest_is_reported_and_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), None).expect("open");
