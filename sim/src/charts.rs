@@ -210,9 +210,14 @@ pub fn write_all(summary: &Summary, rows: &[Row], dir: &Path) -> Result<()> {
         ));
     }
     rec.push((
-        "nearcast leaves attached".into(),
+        "nearcast leaves with any parent".into(),
         series(rows, &focus, |r| r.attached_any),
         COLOURS[7],
+    ));
+    rec.push((
+        "nearcast leaves with a supernode parent (not a seeder)".into(),
+        series(rows, &focus, |r| r.attached),
+        COLOURS[6],
     ));
     line_chart(
         &dir.join("recovery.svg"),
