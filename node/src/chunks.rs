@@ -25,8 +25,9 @@ use crate::network::chunk_protocol;
 pub const CHUNK_DEADLINE: Duration = Duration::from_secs(15);
 /// Chunk uploads served at once.
 const MAX_CONCURRENT_SERVES: usize = 64;
-/// Chunk uploads served at once to one peer: no peer can hold every slot.
-const MAX_SERVES_PER_PEER: usize = 8;
+/// Chunk uploads served at once to one peer (two fetches' full window of 8): no peer can hold
+/// every slot.
+const MAX_SERVES_PER_PEER: usize = 16;
 /// Time a requester has to send its request once it opened a stream.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
