@@ -641,7 +641,7 @@ impl Daemon {
         if had_manifest {
             // Evictable again only now that the proximity map (if it was one) has been read;
             // a gateway request keeps its own protection until its response is sent.
-            self.store.unprotect(&object);
+            crate::gateway::unprotect_in_background(self.store.clone(), object);
         }
         for w in self.waiters.remove(&object).unwrap_or_default() {
             let _ = w.send(report.clone());

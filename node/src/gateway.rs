@@ -236,7 +236,18 @@ impl Protected {
 
 impl Drop for Protected {
     fn drop(&mut self) {
-        self.store.unprotect(&self.object);
+        unprotect_in_background(self.store.clone(), self.object);
+    }
+}
+
+/// Ends one protection of `object` on a blocking thread: the eviction it may set off (renames,
+/// fsyncs, deletions) must not hold up the event loop or an HTTP worker.
+pub fn unprotect_in_background(store: Arc<Store>, object: ObjectId) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn_blocking(move || store.unprotect(&object));
+        }
+        Err(_) => store.unprotect(&object),
     }
 }
 
