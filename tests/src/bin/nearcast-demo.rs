@@ -147,6 +147,10 @@ fn pct(part: f64, whole: f64) -> String {
     }
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -329,14 +333,15 @@ fn run(h: &Harness, o: &Opts) -> Result<()> {
     let mut lat: Vec<Duration> = results.iter().filter(|r| r.1).map(|r| r.0).collect();
     lat.sort();
     println!(
-        "\n{} requests done in {:.1} s: {} ok, {} failed; latency p50 {:?}, p95 {:?}, p99 {:?}",
+        "\n{} requests done in {:.1} s: {} ok, {} failed; latency p50 {:.1} ms, p95 {:.1} ms, \
+         p99 {:.1} ms",
         results.len(),
         wall.as_secs_f64(),
         ok,
         results.len() - ok,
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.95),
-        percentile(&lat, 0.99)
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.95)),
+        ms(percentile(&lat, 0.99))
     );
     for (_, _, msg) in results.iter().filter(|r| !r.1).take(3) {
         println!("  failure: {msg}");
