@@ -185,6 +185,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         waiters: HashMap::new(),
         fetch_objects: HashMap::new(),
         manifests: HashMap::new(),
+        protecting: HashMap::new(),
         fetch_started: HashMap::new(),
         bootstrap_warned: false,
         maps,
@@ -281,6 +282,8 @@ struct Daemon {
     waiters: HashMap<ObjectId, Vec<oneshot::Sender<FetchReport>>>,
     fetch_objects: HashMap<FetchId, ObjectId>,
     manifests: HashMap<ObjectId, Arc<Manifest>>,
+    /// Fetches whose object the store protects from eviction until they end.
+    protecting: HashMap<FetchId, ObjectId>,
     fetch_started: HashMap<FetchId, Instant>,
     bootstrap_warned: bool,
     maps: MapKeeper,
@@ -434,11 +437,12 @@ impl Daemon {
                 if first {
                     let fid = match self.partial_copy(&object) {
                         Some((manifest, held)) => {
-                            // Protected from eviction until the fetch ends (`finish_fetch`).
-                            self.store.protect(&object);
                             self.manifests.insert(object, manifest.clone());
-                            self.node
-                                .resume_fetch(now, object, (*manifest).clone(), &held)
+                            let fid =
+                                self.node
+                                    .resume_fetch(now, object, (*manifest).clone(), &held);
+                            self.protect(fid, object);
+                            fid
                         }
                         None => self.node.start_fetch(now, object),
                     };
@@ -519,8 +523,7 @@ impl Daemon {
                     object,
                     manifest,
                 } => {
-                    // Protected from eviction until the fetch ends (`finish_fetch`).
-                    self.store.protect(&object);
+                    self.protect(fetch, object);
                     self.manifests.insert(object, Arc::new(manifest));
                     if let Err(reason) = self.keep_manifest(object) {
                         tracing::warn!(%object, %reason, "cannot fetch the object");
@@ -562,6 +565,13 @@ impl Daemon {
         }
     }
 
+    /// Protects a fetch's object from eviction until the fetch ends (`finish_fetch`).
+    fn protect(&mut self, fetch: FetchId, object: ObjectId) {
+        if self.protecting.insert(fetch, object).is_none() {
+            self.store.protect(&object);
+        }
+    }
+
     /// The manifest and stored chunks of an object an earlier fetch left incomplete, if any:
     /// a new fetch takes only the missing chunks.
     fn partial_copy(&self, object: &ObjectId) -> Option<(Arc<Manifest>, Vec<bool>)> {
@@ -599,7 +609,7 @@ impl Daemon {
         result: Result<[u64; 5], nearcast_proto::FetchError>,
     ) {
         self.fetch_objects.remove(&fetch);
-        let had_manifest = self.manifests.remove(&object).is_some();
+        self.manifests.remove(&object);
         if let Some(t) = self.fetch_started.remove(&fetch) {
             self.metrics
                 .fetch_seconds
@@ -638,7 +648,7 @@ impl Daemon {
         let now = self.now();
         self.maps
             .fetch_ended(now, fetch, ok, &self.store, &mut self.node);
-        if had_manifest {
+        if let Some(object) = self.protecting.remove(&fetch) {
             // Evictable again only now that the proximity map (if it was one) has been read;
             // a gateway request keeps its own protection until its response is sent.
             crate::gateway::unprotect_in_background(self.store.clone(), object);
