@@ -70,9 +70,11 @@ pub async fn get(gateway: SocketAddr, id: &str, out: Option<&Path>) -> anyhow::R
         _ => None,
     };
     // A file is written beside its destination and renamed there once whole: an interrupted
-    // transfer never leaves a cut-short file under the name asked for.
-    let partial = out.map(partial_path);
-    let mut sink: Box<dyn Write> = match &partial {
+    // transfer never leaves a cut-short file under the name asked for. Anything but a regular
+    // file (a device, a pipe, a symlink) is written to directly.
+    let partial = out.filter(|p| is_regular_or_absent(p)).map(partial_path);
+    let direct = out.filter(|p| !is_regular_or_absent(p));
+    let mut sink: Box<dyn Write> = match partial.as_deref().or(direct) {
         Some(p) => Box::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         ),
@@ -87,14 +89,26 @@ pub async fn get(gateway: SocketAddr, id: &str, out: Option<&Path>) -> anyhow::R
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    match (&partial, out, result) {
-        (Some(tmp), Some(dest), Ok(())) => std::fs::rename(tmp, dest)
-            .with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display())),
-        (Some(tmp), _, Err(e)) => {
-            let _ = std::fs::remove_file(tmp);
-            Err(e)
-        }
-        (_, _, result) => result,
+    let Some(tmp) = &partial else {
+        return result;
+    };
+    let result = result.and_then(|()| {
+        let dest = out.unwrap_or(tmp);
+        std::fs::rename(tmp, dest)
+            .with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display()))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    result
+}
+
+/// Whether `path` is a regular file or does not exist yet (not a directory, device, pipe or
+/// symlink).
+fn is_regular_or_absent(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta.file_type().is_file(),
+        Err(_) => true,
     }
 }
 

@@ -305,7 +305,7 @@ impl Daemon {
         let mut gauges = tokio::time::interval(Duration::from_secs(5));
         // The store's complete objects, listed off the event loop (a seeder's store may hold
         // millions); at most one listing at a time.
-        let (listed_tx, mut listed_rx) = mpsc::channel::<BTreeSet<ObjectId>>(1);
+        let (listed_tx, mut listed_rx) = mpsc::channel::<Option<BTreeSet<ObjectId>>>(1);
         let mut listing = false;
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
@@ -353,9 +353,11 @@ impl Daemon {
                         self.list_store(listed_tx.clone());
                     }
                 }
-                Some(complete) = listed_rx.recv() => {
+                Some(listed) = listed_rx.recv() => {
                     listing = false;
-                    self.reconcile(&complete);
+                    if let Some(complete) = listed {
+                        self.reconcile(&complete);
+                    }
                 }
                 _ = &mut shutdown => {
                     tracing::info!("shutting down");
@@ -378,20 +380,27 @@ impl Daemon {
 
     /// Lists the store's complete objects on a blocking thread (a seeder first rescans the
     /// disk for objects `nearcast-seeder add` published from another process).
-    fn list_store(&self, reply: mpsc::Sender<BTreeSet<ObjectId>>) {
+    /// Always answers, `None` if the listing failed, so the next tick tries again.
+    fn list_store(&self, reply: mpsc::Sender<Option<BTreeSet<ObjectId>>>) {
         let store = self.store.clone();
         let rescan = self.node.role() == Role::Seeder;
-        tokio::task::spawn_blocking(move || {
+        let listing = tokio::task::spawn_blocking(move || {
             if rescan && let Err(e) = store.rescan() {
                 tracing::warn!(error = %e, "store rescan failed");
             }
-            let complete = store
+            store
                 .list()
                 .into_iter()
                 .filter(|i| i.complete)
                 .map(|i| i.id)
-                .collect();
-            let _ = reply.blocking_send(complete);
+                .collect()
+        });
+        tokio::spawn(async move {
+            let listed = listing.await;
+            if let Err(e) = &listed {
+                tracing::error!(error = %e, "store listing failed");
+            }
+            let _ = reply.send(listed.ok()).await;
         });
     }
 
@@ -432,23 +441,8 @@ impl Daemon {
         let now = self.now();
         match cmd {
             Command::Fetch { object, reply } => {
-                let first = !self.waiters.contains_key(&object);
                 self.waiters.entry(object).or_default().push(reply);
-                if first {
-                    let fid = match self.partial_copy(&object) {
-                        Some((manifest, held)) => {
-                            self.manifests.insert(object, manifest.clone());
-                            let fid =
-                                self.node
-                                    .resume_fetch(now, object, (*manifest).clone(), &held);
-                            self.protect(fid, object);
-                            fid
-                        }
-                        None => self.node.start_fetch(now, object),
-                    };
-                    self.fetch_objects.insert(fid, object);
-                    self.fetch_started.insert(fid, Instant::now());
-                }
+                self.fetch(now, object);
             }
             Command::Forget { object } => {
                 self.node.object_removed(object);
@@ -556,13 +550,35 @@ impl Daemon {
                 }
                 Output::AsMapOffered { map } => {
                     // An ordinary fetch: from peers or seeders, every chunk verified.
-                    let fid = self.node.start_fetch(self.now(), map.object);
-                    self.fetch_objects.insert(fid, map.object);
-                    self.fetch_started.insert(fid, Instant::now());
+                    let fid = self.fetch(self.now(), map.object);
                     self.maps.fetching(fid, map);
                 }
             }
         }
+    }
+
+    /// The running fetch of `object`, or a new one: one fetch per object, whoever asks (the
+    /// gateway, the proximity map), so the state kept per object (manifest, waiters) is one
+    /// fetch's. An object the store holds in part is resumed: only its missing chunks are
+    /// fetched.
+    fn fetch(&mut self, now: u64, object: ObjectId) -> FetchId {
+        if let Some((&fid, _)) = self.fetch_objects.iter().find(|(_, o)| **o == object) {
+            return fid;
+        }
+        let fid = match self.partial_copy(&object) {
+            Some((manifest, held)) => {
+                self.manifests.insert(object, manifest.clone());
+                let fid = self
+                    .node
+                    .resume_fetch(now, object, (*manifest).clone(), &held);
+                self.protect(fid, object);
+                fid
+            }
+            None => self.node.start_fetch(now, object),
+        };
+        self.fetch_objects.insert(fid, object);
+        self.fetch_started.insert(fid, Instant::now());
+        fid
     }
 
     /// Protects a fetch's object from eviction until the fetch ends (`finish_fetch`).
@@ -574,11 +590,15 @@ impl Daemon {
 
     /// The manifest and stored chunks of an object an earlier fetch left incomplete, if any:
     /// a new fetch takes only the missing chunks.
+    /// An object larger than the cache is not resumed: the fresh fetch refuses it (507).
     fn partial_copy(&self, object: &ObjectId) -> Option<(Arc<Manifest>, Vec<bool>)> {
         if self.node.holds(object) || self.store.is_complete(object) {
             return None;
         }
         let manifest = self.store.manifest_arc(object).ok().flatten()?;
+        if self.store.budget().is_some_and(|b| manifest.size > b) {
+            return None;
+        }
         let held = self.store.chunks_held(object).ok()?;
         held.contains(&true).then_some((manifest, held))
     }

@@ -62,5 +62,28 @@ fn body(h: &Harness) -> Result<()> {
         seeder_sent <= missing,
         format!("the seeder sent {seeder_sent} bytes for {missing} missing"),
     );
+
+    // `nearcast get -o FILE` writes the whole object there, and nothing beside it.
+    let out = h.path().join("big-copy.jpg");
+    let gateway = p.gateway.clone().context("p1 has a gateway")?;
+    let got = h.nearcast(
+        &[
+            "get",
+            id,
+            "-o",
+            &out.to_string_lossy(),
+            "--gateway",
+            &gateway,
+        ],
+        Duration::from_secs(30),
+    )?;
+    c.check(
+        got.status.success() && fs::read(&out).ok().as_deref() == Some(&big.bytes[..]),
+        format!("`nearcast get -o` wrote the object: {}", got.stderr.trim()),
+    );
+    c.check(
+        !h.path().join("big-copy.jpg.part").exists(),
+        "no .part file left beside it",
+    );
     c.finish()
 }

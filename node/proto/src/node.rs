@@ -441,8 +441,11 @@ impl<P: PeerRef> Node<P> {
 
     /// Ends a fetch that the driver cannot complete (the object does not fit its store, or the
     /// store failed): reported as [`Output::FetchFailed`] with [`FetchError::Local`].
+    /// Chunk requests of that fetch still waiting in the outputs are withdrawn.
     pub fn abort_fetch(&mut self, fid: FetchId, reason: String) {
         if let Some(f) = self.fetches.remove(&fid) {
+            self.outputs
+                .retain(|o| !matches!(o, Output::FetchChunk { fetch, .. } if *fetch == fid));
             self.outputs.push_back(Output::FetchFailed {
                 fetch: fid,
                 object: f.object,
