@@ -102,6 +102,8 @@ pub struct Store {
     recent: Mutex<RecentChunks>,
     /// Serialises eviction runs.
     evicting: Mutex<()>,
+    /// Objects a rescan could not read: warned about once, not at every rescan.
+    unreadable: Mutex<std::collections::BTreeSet<ObjectId>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -173,6 +175,7 @@ impl Store {
             index: Mutex::new(index),
             recent: Mutex::new(RecentChunks::new(recent_chunk_bytes)),
             evicting: Mutex::new(()),
+            unreadable: Mutex::default(),
         };
         store.evict_to_budget()?;
         Ok(store)
@@ -765,7 +768,14 @@ impl Store {
             if known.binary_search(id).is_err() {
                 // New to us: loads it if it has a manifest.
                 if let Err(e) = self.manifest_arc(id) {
-                    tracing::warn!(%id, error = %e, "skipping object during rescan");
+                    let first = self
+                        .unreadable
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(*id);
+                    if first {
+                        tracing::warn!(%id, error = %e, "skipping an unreadable object during rescan");
+                    }
                 }
                 continue;
             }
