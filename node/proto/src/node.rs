@@ -441,17 +441,32 @@ impl<P: PeerRef> Node<P> {
 
     /// Ends a fetch that the driver cannot complete (the object does not fit its store, or the
     /// store failed): reported as [`Output::FetchFailed`] with [`FetchError::Local`].
-    /// Chunk requests of that fetch still waiting in the outputs are withdrawn.
+    /// Chunk requests of that fetch still waiting in the outputs are withdrawn, and so is its
+    /// `FetchDone` if it completed in the same step (a small object arrives whole with its
+    /// manifest): the object is then not held after all.
     pub fn abort_fetch(&mut self, fid: FetchId, reason: String) {
-        if let Some(f) = self.fetches.remove(&fid) {
-            self.outputs
-                .retain(|o| !matches!(o, Output::FetchChunk { fetch, .. } if *fetch == fid));
-            self.outputs.push_back(Output::FetchFailed {
-                fetch: fid,
-                object: f.object,
-                error: FetchError::Local(reason),
-            });
-        }
+        let done = self
+            .outputs
+            .iter()
+            .position(|o| matches!(o, Output::FetchDone { fetch, .. } if *fetch == fid));
+        let object = match (self.fetches.remove(&fid), done) {
+            (Some(f), _) => f.object,
+            (None, Some(i)) => match self.outputs.remove(i) {
+                Some(Output::FetchDone { object, .. }) => {
+                    self.object_removed(object);
+                    object
+                }
+                _ => return,
+            },
+            (None, None) => return,
+        };
+        self.outputs
+            .retain(|o| !matches!(o, Output::FetchChunk { fetch, .. } if *fetch == fid));
+        self.outputs.push_back(Output::FetchFailed {
+            fetch: fid,
+            object,
+            error: FetchError::Local(reason),
+        });
     }
 
     /// Admits an inbound `GetManifest`, which the driver answers from its store: `None` to

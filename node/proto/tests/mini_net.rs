@@ -34,6 +34,8 @@ struct Net {
     nodes: Vec<Node<u32>>,
     alive: Vec<bool>,
     corrupt: BTreeSet<u32>,
+    /// Nodes whose driver cannot keep what they fetch (it aborts at the manifest).
+    refuse: BTreeSet<u32>,
     manifests: Vec<BTreeMap<ObjectId, Manifest>>,
     queue: VecDeque<(u64, Ev)>,
     now: u64,
@@ -89,6 +91,7 @@ impl Net {
             nodes,
             alive: vec![true; count],
             corrupt: BTreeSet::new(),
+            refuse: BTreeSet::new(),
             manifests: vec![BTreeMap::new(); count],
             queue: VecDeque::new(),
             now: 0,
@@ -133,9 +136,15 @@ impl Net {
                     },
                 )),
                 Output::Manifest {
-                    object, manifest, ..
+                    fetch,
+                    object,
+                    manifest,
                 } => {
-                    self.manifests[i as usize].insert(object, manifest);
+                    if self.refuse.contains(&i) {
+                        self.nodes[i as usize].abort_fetch(fetch, "disk full".into());
+                    } else {
+                        self.manifests[i as usize].insert(object, manifest);
+                    }
                 }
                 Output::FetchDone { fetch, bytes, .. } => {
                     self.done.insert((i, fetch), Ok(bytes));
@@ -328,6 +337,35 @@ fn an_interrupted_fetch_resumes_with_the_chunks_it_stored() {
     );
     assert_eq!(seeder_bytes(&bytes), size - stored);
     assert!(net.nodes[2].holds(&id));
+}
+
+#[test]
+fn a_fetch_the_driver_cannot_keep_fails_even_when_the_object_came_whole() {
+    let mut net = Net::new(3, false);
+    net.run_until(3_000);
+    let post = Manifest {
+        version: 1,
+        size: 1000,
+        media_type: "text/plain".into(),
+        chunk_size: CHUNK_SIZE,
+        body: Body::Inline(vec![7; 1000]),
+    };
+    let post = net.publish(post);
+    let image = net.publish(object(3 * CHUNK_SIZE as u64, 5));
+    net.refuse.insert(2);
+    for id in [post, image] {
+        let r = net.fetch(2, id);
+        assert!(
+            matches!(&r, Err(e) if e.contains("cannot keep")),
+            "{id}: {r:?}"
+        );
+        assert!(!net.nodes[2].holds(&id), "{id} counted as held");
+    }
+    net.refuse.clear();
+    let bytes = net
+        .fetch(2, post)
+        .expect("fetched once the driver can keep it");
+    assert_eq!(bytes.iter().sum::<u64>(), 1000);
 }
 
 #[test]
