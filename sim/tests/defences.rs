@@ -1,3 +1,7 @@
+//! A Skype-2010 crash wave (a quarter of the supernodes down for 30 minutes) loses no supernode
+//! beyond the injected ones, keeps fetches succeeding and leaves attached, and promotion
+//! replaces the lost supernodes within minutes.
+//!
 //! What the defences buy in a Skype-2007 mass restart (90% of online peers restart within five
 //! minutes) on supernodes with little headroom: with admission control, jittered back-off and
 //! brownout, fetches keep succeeding and every live leaf is attached again within two minutes
@@ -16,6 +20,45 @@ fn mass_restart(name: &str) -> BaselineSummary {
     sc.baselines = vec!["nearcast".into()];
     let out = run(&sc, 1, false).expect("run");
     out.summary.baselines["nearcast"].clone()
+}
+
+#[test]
+fn a_supernode_crash_wave_does_not_cascade() {
+    let mut sc = Scenario::load("skype-2010").expect("built-in scenario");
+    sc.peers = 2_000;
+    sc.warmup_min = 12.0;
+    sc.duration_min = 55.0;
+    sc.baselines = vec!["nearcast".into()];
+    let out = run(&sc, 1, false).expect("run");
+    let s = &out.summary.baselines["nearcast"];
+    let f = only_fault(s);
+    assert!(f.min_success >= 0.99, "lowest success {}", f.min_success);
+    let reattach = f.reattach_s.expect("leaves re-attach");
+    assert!(reattach <= 120.0, "re-attach took {reattach} s");
+
+    let (start, end) = (f.start_min, f.end_min);
+    let supernodes = |from: f64, to: f64| {
+        out.rows
+            .iter()
+            .filter(move |r| r.t_min >= from && r.t_min < to)
+            .map(|r| r.supernodes)
+    };
+    let before = supernodes(start - 1.0, start)
+        .next_back()
+        .expect("a sample before");
+    let lowest = supernodes(start, end)
+        .min()
+        .expect("samples during the fault");
+    let survivors = (before as f64 * 0.75).floor() as u64;
+    assert!(
+        lowest >= survivors,
+        "supernodes fell to {lowest} from {before}: more than the injected quarter"
+    );
+    let later = supernodes(start + 2.0, start + 5.0).max().unwrap_or(0);
+    assert!(
+        later as f64 >= 0.9 * before as f64,
+        "supernodes {later} within 5 minutes of the crash, {before} before"
+    );
 }
 
 fn only_fault(s: &BaselineSummary) -> &FaultReport {
