@@ -85,7 +85,9 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
             .with_context(|| format!("duration {s:?} is too long (at most 100 years)"))
     };
     Ok(match unit {
-        "ms" => Duration::from_millis(n.min(MAX_DURATION_SECS * 1000)),
+        "ms" => Some(Duration::from_millis(n))
+            .filter(|d| d.as_secs() <= MAX_DURATION_SECS)
+            .with_context(|| format!("duration {s:?} is too long (at most 100 years)"))?,
         "" | "s" => secs(1)?,
         "m" | "min" => secs(60)?,
         "h" => secs(3600)?,
@@ -142,6 +144,7 @@ mod tests {
         assert!(parse_size("5 parsecs").is_err());
         assert!(parse_duration("6000000000000000h").is_err());
         assert!(parse_duration("18446744073709551615s").is_err());
+        assert!(parse_duration("18446744073709551615ms").is_err());
         assert_eq!(parse_duration("2h").ok(), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("2s").ok(), Some(Duration::from_secs(2)));
         assert_eq!(
