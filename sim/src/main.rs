@@ -43,6 +43,9 @@ enum Cmd {
         /// Folder with real data (ip-location-db) for AS sizes and prefixes.
         #[arg(long)]
         data: Option<String>,
+        /// Baselines simulated at once (each holds its own network in memory) [default: cores].
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Lists the built-in scenarios.
     List,
@@ -72,6 +75,7 @@ fn main() -> Result<()> {
             warmup_min,
             baselines,
             data,
+            jobs,
         } => {
             let mut sc = Scenario::load(&scenario)?;
             if let Some(p) = peers {
@@ -90,7 +94,7 @@ fn main() -> Result<()> {
                 sc.network.data = d;
             }
             sc.validate()?;
-            let outcome = run::run(&sc, seed, true)?;
+            let outcome = run::run_jobs(&sc, seed, true, jobs.unwrap_or_else(run::default_jobs))?;
             print!("{}", nearcast_sim::report::table(&outcome.summary));
             println!(
                 "wall {:.1} s (CPU {:.1} s), {} events, {:.0} events/s, peak RSS {:.0} MiB",

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -75,80 +75,74 @@ pub fn cpu_s() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Runs every baseline of `sc` with `seed`.
+/// Baselines in the order they are started when several run at once: the costliest first, so
+/// that the cheap seeder-only run fills the gap at the end.
+const START_ORDER: [&str; 4] = ["prefix_only", "nearcast", "random_swarm", "seeder_only"];
+
+/// Worlds run at once by default: one per core (each holds a whole simulated network in memory).
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs every baseline of `sc` with `seed`, as many at once as there are cores.
 pub fn run(sc: &Scenario, seed: u64, show_progress: bool) -> Result<Outcome> {
+    run_jobs(sc, seed, show_progress, default_jobs())
+}
+
+/// What one baseline's world produced.
+struct BaselineOutcome {
+    run: BaselineRun,
+    summary: crate::report::BaselineSummary,
+    rows: Vec<Row>,
+}
+
+/// Runs every baseline of `sc` with `seed`, up to `jobs` of them at once. Each baseline is its
+/// own single-threaded world on the same topology, so the results are the same whatever `jobs`.
+pub fn run_jobs(sc: &Scenario, seed: u64, show_progress: bool, jobs: usize) -> Result<Outcome> {
     let started = Instant::now();
     let mut topo_rng = ChaCha8Rng::seed_from_u64(mix(&[seed, 1]));
     let (topo, places) = Topology::build(&sc.network, sc.peers, sc.protocol.seeders, &mut topo_rng)
         .context("building the network")?;
     let topo = Arc::new(topo);
+    let wanted = |b: &&str| sc.baselines.iter().any(|x| x == b);
+    let queue: Mutex<Vec<&str>> =
+        Mutex::new(START_ORDER.iter().rev().copied().filter(wanted).collect());
+    let done: Mutex<BTreeMap<&str, BaselineOutcome>> = Mutex::new(BTreeMap::new());
+    let bars = if show_progress && std::io::stderr().is_terminal() {
+        MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
+    } else {
+        MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+    };
+    let workers = jobs.clamp(1, START_ORDER.len());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
+                    let Some(name) = next else { break };
+                    let out = run_baseline(sc, seed, name, &topo, &places, &bars);
+                    if let Ok(mut d) = done.lock() {
+                        d.insert(name, out);
+                    }
+                }
+            });
+        }
+    });
+    let mut done = done
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a baseline's run panicked"))?;
     let mut baselines = BTreeMap::new();
     let mut rows = Vec::new();
     let mut per_baseline = BTreeMap::new();
     let mut events = 0;
-    let order: Vec<&str> = ALL_BASELINES
-        .iter()
-        .copied()
-        .filter(|b| sc.baselines.iter().any(|x| x == b))
-        .collect();
-    let total_ms = ((sc.warmup_min + sc.duration_min) * 60_000.0) as u64;
-    for name in order {
-        let t = Instant::now();
-        let mut world = World::new(sc, seed, name, topo.clone(), &places);
-        let bar = if show_progress && std::io::stderr().is_terminal() {
-            ProgressBar::with_draw_target(Some(total_ms / 1000), ProgressDrawTarget::stderr())
-        } else {
-            ProgressBar::hidden()
+    for name in ALL_BASELINES.iter().copied().filter(wanted) {
+        let Some(mut out) = done.remove(name) else {
+            anyhow::bail!("baseline {name} did not finish");
         };
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>13} [{bar:30}] {pos}/{len} sim s  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(name.to_string());
-        let bar_ref = &bar;
-        world.run(|sim_ms, ev| {
-            let secs = t.elapsed().as_secs_f64().max(1e-3);
-            bar_ref.set_position(sim_ms / 1000);
-            bar_ref.set_message(format!("{:.0}k events/s", ev as f64 / secs / 1000.0));
-        });
-        bar.finish_and_clear();
-        let wall = t.elapsed().as_secs_f64();
-        let ev = world.q.popped;
-        events += ev;
-        per_baseline.insert(
-            name.to_string(),
-            BaselineRun {
-                wall_s: wall,
-                events: ev,
-                events_per_s: ev as f64 / wall.max(1e-9),
-            },
-        );
-        tracing::info!(baseline = name, wall_s = wall, events = ev, "baseline done");
-        if std::env::var_os("NEARCAST_SIM_PROFILE").is_some() {
-            eprintln!(
-                "{name}: seeder bytes of fetches held elsewhere inline/chunked-no-peer/chunked-mixed {:?}",
-                world.avoidable_seeder_bytes
-            );
-            eprintln!(
-                "{name}: [other-AS, peer] bytes with an in-AS copy by in-AS holders 1/2-4/5-16/more, dialable then NAT {:?}",
-                world.far_by_holders
-            );
-            eprintln!(
-                "{name}: Attach answers Attached/Busy/other at supernode then seeder, from leaves then servers {:?}",
-                world.attach_outcomes
-            );
-            eprintln!(
-                "{name}: events timer/req/resp/chunk/other/stale-timer {:?}",
-                world.event_counts
-            );
-            eprintln!(
-                "{name}: requests FindNode/GetProviders/AddProvider/Attach/Detach/Have/Locate/GetManifest/GetChunkMap/Register {:?}",
-                world.request_counts
-            );
-        }
-        baselines.insert(name.to_string(), summarise(&world));
-        rows.append(&mut world.rows);
+        events += out.run.events;
+        per_baseline.insert(name.to_string(), out.run);
+        baselines.insert(name.to_string(), out.summary);
+        rows.append(&mut out.rows);
     }
     let wall = started.elapsed().as_secs_f64();
     let summary = Summary {
@@ -186,4 +180,80 @@ pub fn write(out: &Outcome, dir: &Path) -> Result<()> {
         .context("writing timeseries.csv")?;
     crate::charts::write_all(&out.summary, &out.rows, dir).context("drawing charts")?;
     Ok(())
+}
+
+/// Runs one baseline's world to the end.
+fn run_baseline(
+    sc: &Scenario,
+    seed: u64,
+    name: &str,
+    topo: &Arc<Topology>,
+    places: &[crate::net::Place],
+    bars: &MultiProgress,
+) -> BaselineOutcome {
+    let t = Instant::now();
+    let total_ms = ((sc.warmup_min + sc.duration_min) * 60_000.0) as u64;
+    let mut world = World::new(sc, seed, name, topo.clone(), places);
+    let bar = bars.add(ProgressBar::new(total_ms / 1000));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>13} [{bar:30}] {pos}/{len} sim s  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(name.to_string());
+    let bar_ref = &bar;
+    world.run(|sim_ms, ev| {
+        let secs = t.elapsed().as_secs_f64().max(1e-3);
+        bar_ref.set_position(sim_ms / 1000);
+        bar_ref.set_message(format!("{:.0}k events/s", ev as f64 / secs / 1000.0));
+    });
+    bar.finish_and_clear();
+    bars.remove(&bar);
+    let wall = t.elapsed().as_secs_f64();
+    let ev = world.q.popped;
+    tracing::info!(baseline = name, wall_s = wall, events = ev, "baseline done");
+    if world.profile {
+        print_profile(name, &world);
+    }
+    BaselineOutcome {
+        run: BaselineRun {
+            wall_s: wall,
+            events: ev,
+            events_per_s: ev as f64 / wall.max(1e-9),
+        },
+        summary: summarise(&world),
+        rows: std::mem::take(&mut world.rows),
+    }
+}
+
+/// The counters `NEARCAST_SIM_PROFILE` asks for, on stderr.
+fn print_profile(name: &str, world: &World) {
+    eprintln!(
+        "{name}: seeder bytes of fetches held elsewhere inline/chunked-no-peer/chunked-mixed {:?}",
+        world.avoidable_seeder_bytes
+    );
+    eprintln!(
+        "{name}: [other-AS, peer] bytes with an in-AS copy by in-AS holders 1/2-4/5-16/more, dialable then NAT {:?}",
+        world.far_by_holders
+    );
+    eprintln!(
+        "{name}: Attach answers Attached/Busy/other at supernode then seeder, from leaves then servers {:?}",
+        world.attach_outcomes
+    );
+    eprintln!(
+        "{name}: events timer/req/resp/chunk/other/stale-timer {:?}",
+        world.event_counts
+    );
+    eprintln!(
+        "{name}: requests FindNode/GetProviders/AddProvider/Attach/Detach/Have/Locate/GetManifest/GetChunkMap/Register {:?}",
+        world.request_counts
+    );
+    eprintln!(
+        "{name}: ms in requests of those kinds {:?}",
+        world.request_nanos.map(|n| n / 1_000_000)
+    );
+    eprintln!(
+        "{name}: ms in events of those kinds, with the requests they sent {:?}",
+        world.event_nanos.map(|n| n / 1_000_000)
+    );
 }

@@ -208,6 +208,8 @@ impl World {
             Request::Attach { role, .. } => Some(*role),
             _ => None,
         };
+        let kind = request_kind(&req);
+        let t0 = self.profile.then(std::time::Instant::now);
         let resp = match req {
             Request::GetManifest { object } => self.manifest_answer(to, from, object),
             Request::Have { .. } | Request::Detach => self.core_answer(to, from, req),
@@ -216,6 +218,9 @@ impl World {
             },
             req => self.core_answer(to, from, req),
         };
+        if let Some(t0) = t0 {
+            self.request_nanos[kind] += t0.elapsed().as_nanos() as u64;
+        }
         if let Some(role) = attach_role {
             let k = usize::from(role != nearcast_proto::Role::Leaf) * 6
                 + usize::from(self.peers[to as usize].seeder) * 3

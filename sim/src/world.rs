@@ -177,6 +177,10 @@ pub struct World {
     pub event_counts: [u64; 6],
     /// Requests by kind, for profiling.
     pub request_counts: [u64; 10],
+    /// Time spent per request kind and event kind (`NEARCAST_SIM_PROFILE` only).
+    pub profile: bool,
+    pub request_nanos: [u64; 10],
+    pub event_nanos: [u64; 6],
     /// Seeder bytes of completed fetches whose object a live peer held at request time:
     /// [inline, chunked with no peer bytes, chunked with some peer bytes], for profiling.
     pub avoidable_seeder_bytes: [u64; 3],
@@ -242,6 +246,9 @@ impl World {
             next_request_f: T0 as f64,
             event_counts: [0; 6],
             request_counts: [0; 10],
+            profile: std::env::var_os("NEARCAST_SIM_PROFILE").is_some(),
+            request_nanos: [0; 10],
+            event_nanos: [0; 6],
             avoidable_seeder_bytes: [0; 3],
             far_by_holders: [[0; 2]; 8],
             attach_outcomes: [0; 12],
@@ -296,6 +303,7 @@ impl World {
             _ => 4,
         };
         self.event_counts[kind] += 1;
+        let t0 = self.profile.then(std::time::Instant::now);
         match ev {
             Ev::Timer { peer, epoch } => self.on_timer(peer, epoch),
             Ev::Resp(r) => self.on_resp(*r),
@@ -307,6 +315,10 @@ impl World {
             Ev::Sample => self.on_sample(),
             Ev::FaultStart(i) => self.fault_start(i),
             Ev::FaultEnd(i) => self.fault_end(i),
+        }
+        if let Some(t0) = t0 {
+            self.flush();
+            self.event_nanos[kind] += t0.elapsed().as_nanos() as u64;
         }
     }
 

@@ -1,6 +1,7 @@
-//! Same scenario and seed give a byte-identical summary; another seed gives a different one.
+//! Same scenario and seed give a byte-identical summary, whether the baselines run one after
+//! another or at once; another seed gives a different one.
 
-use nearcast_sim::run::run;
+use nearcast_sim::run::run_jobs;
 use nearcast_sim::scenario::Scenario;
 
 fn small() -> Scenario {
@@ -11,18 +12,24 @@ fn small() -> Scenario {
     sc
 }
 
-fn summary(sc: &Scenario, seed: u64) -> String {
-    let out = run(sc, seed, false).expect("run");
-    serde_json::to_string_pretty(&out.summary).expect("json")
+/// The summary and time series of a run with `jobs` baselines at once.
+fn summary(sc: &Scenario, seed: u64, jobs: usize) -> (String, String) {
+    let out = run_jobs(sc, seed, false, jobs).expect("run");
+    let json = serde_json::to_string_pretty(&out.summary).expect("json");
+    (json, nearcast_sim::report::csv(&out.rows))
 }
 
 #[test]
 fn same_seed_same_summary_other_seed_differs() {
     let sc = small();
-    let a = summary(&sc, 7);
-    let b = summary(&sc, 7);
+    let (a, a_rows) = summary(&sc, 7, 1);
+    let (b, b_rows) = summary(&sc, 7, 3);
     assert_eq!(a, b, "two runs with one seed differ");
-    let c = summary(&sc, 8);
+    assert_eq!(
+        a_rows, b_rows,
+        "two runs with one seed have different time series"
+    );
+    let (c, _) = summary(&sc, 8, 2);
     assert_ne!(a, c, "another seed gave the same summary");
     let v: serde_json::Value = serde_json::from_str(&a).expect("valid json");
     for name in ["seeder_only", "random_swarm", "prefix_only", "nearcast"] {
