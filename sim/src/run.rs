@@ -249,6 +249,10 @@ fn print_profile(name: &str, world: &World) {
         world.request_counts
     );
     eprintln!(
+        "{name}: objects listed in Have added/removed and Holding {:?}",
+        world.listed_objects
+    );
+    eprintln!(
         "{name}: ms in requests of those kinds {:?}",
         world.request_nanos.map(|n| n / 1_000_000)
     );

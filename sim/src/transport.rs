@@ -189,6 +189,14 @@ impl World {
         let now = self.q.now;
         self.count_control(request_size(&req));
         self.request_counts[request_kind(&req)] += 1;
+        match &req {
+            Request::Have { added, removed } => {
+                self.listed_objects[0] += added.len() as u64;
+                self.listed_objects[1] += removed.len() as u64;
+            }
+            Request::Holding { objects, .. } => self.listed_objects[2] += objects.len() as u64,
+            _ => {}
+        }
         let sess = self.peers[from as usize].sess;
         if (to as usize) >= self.peers.len() || !self.reachable(from, to) {
             let at = now + u64::from(self.sc.network.timeout_ms);

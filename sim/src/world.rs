@@ -177,6 +177,8 @@ pub struct World {
     pub event_counts: [u64; 6],
     /// Requests by kind, for profiling.
     pub request_counts: [u64; 10],
+    /// Objects listed in `Have` (added, removed) and `Holding` requests.
+    pub listed_objects: [u64; 3],
     /// Time spent per request kind and event kind (`NEARCAST_SIM_PROFILE` only).
     pub profile: bool,
     pub request_nanos: [u64; 10],
@@ -246,6 +248,7 @@ impl World {
             next_request_f: T0 as f64,
             event_counts: [0; 6],
             request_counts: [0; 10],
+            listed_objects: [0; 3],
             profile: std::env::var_os("NEARCAST_SIM_PROFILE").is_some(),
             request_nanos: [0; 10],
             event_nanos: [0; 6],

@@ -1751,16 +1751,23 @@ impl<P: PeerRef> Node<P> {
                 if let Some((c, _)) = self.supernodes.get(peer) {
                     let c = c.clone();
                     if self.role == Role::Leaf {
-                        self.parents.insert(
-                            peer.clone(),
-                            Parent {
-                                contact: c,
-                                last_ok: now,
-                            },
-                        );
-                        // Tell the new parent what we hold.
-                        let added: Vec<ObjectId> =
-                            self.holdings.iter().take(MAX_HAVE).copied().collect();
+                        let new_parent = self
+                            .parents
+                            .insert(
+                                peer.clone(),
+                                Parent {
+                                    contact: c,
+                                    last_ok: now,
+                                },
+                            )
+                            .is_none();
+                        // Tell a new parent what we hold. A parent we asked again (a seeder
+                        // asked who serves near us) has had our holdings and every change since.
+                        let added: Vec<ObjectId> = if new_parent {
+                            self.holdings.iter().take(MAX_HAVE).copied().collect()
+                        } else {
+                            Vec::new()
+                        };
                         if !added.is_empty() {
                             let to = self.parents[peer].contact.clone();
                             self.send(

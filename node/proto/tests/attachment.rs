@@ -1,0 +1,80 @@
+//! A leaf's attachment traffic: what it tells a parent about its holdings, and when.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use nearcast_asmap::AsMap;
+use nearcast_proto::{Config, Contact, Locality, Node, ObjectId, Output, Request, Response, Role};
+
+const SEEDER: u32 = 1;
+
+fn ip(a: u8, host: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, a, 0, host))
+}
+
+/// Runs timers up to `now`; answers every `Attach` with `Attached` (no supernodes to offer)
+/// and every other request with `Ack`. Returns the objects listed in `Have` requests, and the
+/// number of `Attach` requests.
+fn step(n: &mut Node<u32>, now: u64) -> (usize, usize) {
+    n.handle_timeout(now);
+    let (mut listed, mut attaches) = (0, 0);
+    while let Some(o) = n.poll_output() {
+        if let Output::Request { id, request, .. } = o {
+            let response = match request {
+                Request::Attach { .. } => {
+                    attaches += 1;
+                    Response::Attached {
+                        supernodes: Vec::new(),
+                    }
+                }
+                Request::Have { added, .. } => {
+                    listed += added.len();
+                    Response::Ack
+                }
+                _ => Response::Ack,
+            };
+            n.handle_response(now, id, Ok(response));
+        }
+    }
+    (listed, attaches)
+}
+
+#[test]
+fn a_seeder_asked_again_who_serves_near_us_is_not_sent_our_holdings_again() {
+    let seeder = Contact::new(SEEDER, ip(9, 1), 4000);
+    let own = Contact::new(10u32, ip(1, 10), 4000);
+    let mut cfg = Config::new(own.clone(), Role::Leaf, vec![seeder], 7);
+    cfg.timing.maintenance_ms = 1_000;
+    cfg.timing.heartbeat_ms = 10_000;
+    let mut leaf = Node::new(cfg, Locality::new(Arc::new(AsMap::empty()), own.ip), 0);
+    for b in 0..50u8 {
+        leaf.object_stored(ObjectId([b; 32]));
+    }
+    // The first attachment (to the only server it knows) lists all 50 holdings.
+    let (mut listed, mut attaches) = (0, 0);
+    for t in 0..5u64 {
+        let (l, a) = step(&mut leaf, t * 1_000);
+        listed += l;
+        attaches += a;
+    }
+    assert_eq!(attaches, 1);
+    assert_eq!(listed, 50);
+    assert_eq!(leaf.parents().len(), 1);
+    // With fewer than two supernode parents it asks its seeder parent again at each heartbeat;
+    // the seeder already has its holdings.
+    let (mut listed, mut attaches) = (0, 0);
+    for t in 5..65u64 {
+        let (l, a) = step(&mut leaf, t * 1_000);
+        listed += l;
+        attaches += a;
+    }
+    assert!(attaches >= 3, "asked the seeder again {attaches} times");
+    assert_eq!(listed, 0, "holdings sent again to a parent that has them");
+    // A change is still reported, once.
+    leaf.object_stored(ObjectId([77; 32]));
+    let mut listed = 0;
+    for t in 65..100u64 {
+        listed += step(&mut leaf, t * 1_000).0;
+    }
+    assert_eq!(listed, 1);
+}
