@@ -253,6 +253,10 @@ fn print_profile(name: &str, world: &World) {
         world.listed_objects
     );
     eprintln!(
+        "{name}: Attach to supernode then seeder, new then already a parent, by parents held 0-3 {:?}",
+        world.attach_kinds
+    );
+    eprintln!(
         "{name}: ms in requests of those kinds {:?}",
         world.request_nanos.map(|n| n / 1_000_000)
     );

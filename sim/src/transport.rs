@@ -195,6 +195,16 @@ impl World {
                 self.listed_objects[1] += removed.len() as u64;
             }
             Request::Holding { objects, .. } => self.listed_objects[2] += objects.len() as u64,
+            Request::Attach { .. } if self.profile => {
+                if let Some(node) = self.peers[from as usize].node.as_ref() {
+                    let parents = node.parents();
+                    let already = parents.iter().any(|c| c.peer == to);
+                    let seeder = (to as usize) < self.peers.len() && self.peers[to as usize].seeder;
+                    let k =
+                        usize::from(seeder) * 8 + usize::from(already) * 4 + parents.len().min(3);
+                    self.attach_kinds[k] += 1;
+                }
+            }
             _ => {}
         }
         let sess = self.peers[from as usize].sess;

@@ -179,6 +179,8 @@ pub struct World {
     pub request_counts: [u64; 10],
     /// Objects listed in `Have` (added, removed) and `Holding` requests.
     pub listed_objects: [u64; 3],
+    /// Leaf `Attach` requests by (to a seeder, already a parent, parents held 0..=3).
+    pub attach_kinds: [u64; 16],
     /// Time spent per request kind and event kind (`NEARCAST_SIM_PROFILE` only).
     pub profile: bool,
     pub request_nanos: [u64; 10],
@@ -249,6 +251,7 @@ impl World {
             event_counts: [0; 6],
             request_counts: [0; 10],
             listed_objects: [0; 3],
+            attach_kinds: [0; 16],
             profile: std::env::var_os("NEARCAST_SIM_PROFILE").is_some(),
             request_nanos: [0; 10],
             event_nanos: [0; 6],
