@@ -148,6 +148,12 @@ fn swarm(h: &Harness, o: &Opts) -> Result<Rows> {
     let size = obj.bytes.len();
     drop(obj);
     let before = seeder.metrics()?.served();
+    let pids: Vec<u32> = std::iter::once(&seeder)
+        .chain(&peers)
+        .filter_map(|d| d.pid())
+        .collect();
+    let cpu_of = || -> Result<u64> { pids.iter().map(|&pid| proc_cpu_ticks(pid)).sum() };
+    let cpu0 = cpu_of()?;
     // Timed: every peer asked at once; a gateway answers an object's HEAD once every chunk is
     // verified and stored, so the last answer is the time until all hold it.
     let start = Instant::now();
@@ -160,6 +166,7 @@ fn swarm(h: &Harness, o: &Opts) -> Result<Rows> {
         ensure!(status == 200, "{}: status {status}", p.name);
         Ok(start.elapsed())
     })?;
+    let cpu = (cpu_of()? - cpu0) as f64 / clock_ticks_per_s() as f64;
     let sent = seeder.metrics()?.served() - before;
     // Untimed check of what each holds: streamed back through its gateway and hashed.
     let streamed_from = Instant::now();
@@ -196,6 +203,13 @@ fn swarm(h: &Harness, o: &Opts) -> Result<Rows> {
                 wall.as_secs_f64(),
                 held[0].as_secs_f64(),
                 held[held.len() / 2].as_secs_f64()
+            ),
+        ),
+        (
+            "swarm: CPU of all daemons until then".into(),
+            format!(
+                "{cpu:.2} s = {:.0} MB received per CPU-second",
+                (size * peers.len()) as f64 / 1e6 / cpu.max(1e-3)
             ),
         ),
         (
