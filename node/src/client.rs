@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use nearcast_proto::ObjectId;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -45,50 +46,36 @@ async fn request(
 }
 
 /// `nearcast get`: fetches an object through the daemon into `out` (or stdout).
+///
+/// A file is written beside its destination (`FILE.part`, created before the request, so that
+/// an unwritable destination fails at once) and renamed there once whole: an interrupted
+/// transfer (an error, Ctrl-C) never leaves a cut-short file under the name asked for, nor the
+/// `.part` file. Anything but a regular file (a device, a pipe, a symlink) is written to
+/// directly.
 pub async fn get(gateway: SocketAddr, id: &str, out: Option<&Path>) -> anyhow::Result<()> {
-    let (status, headers, mut body) = request(gateway, &format!("/o/{id}")).await?;
-    if status != 200 {
-        let mut msg = String::new();
-        let _ = body.read_to_string(&mut msg).await;
-        bail!("{id}: {} ({status})", msg.trim());
-    }
-    let len: Option<u64> = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok());
-    let bar = match len {
-        Some(n) if n > 4 * 1024 * 1024 && out.is_some() => {
-            let b = indicatif::ProgressBar::new(n);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            Some(b)
-        }
-        _ => None,
-    };
-    // A file is written beside its destination and renamed there once whole: an interrupted
-    // transfer never leaves a cut-short file under the name asked for. Anything but a regular
-    // file (a device, a pipe, a symlink) is written to directly.
+    let object: ObjectId = id
+        .trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{id:?} is not an object id: {e}"))?;
     let partial = out.filter(|p| is_regular_or_absent(p)).map(partial_path);
     let direct = out.filter(|p| !is_regular_or_absent(p));
-    let mut sink: Box<dyn Write> = match partial.as_deref().or(direct) {
-        Some(p) => Box::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+    let mut sink: Box<dyn Write> = match (partial.as_deref().or(direct), out) {
+        (Some(p), Some(dest)) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", dest.display()))?,
         ),
-        None => Box::new(std::io::stdout().lock()),
+        _ => Box::new(std::io::stdout().lock()),
     };
-    let copied = copy_body(&mut body, &mut sink, bar.as_ref()).await;
+    let transfer = fetch_into(gateway, object, &mut sink, out.is_some());
+    let result = tokio::select! {
+        r = transfer => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     drop(sink);
-    let result = copied.and_then(|total| match len {
-        Some(n) if total != n => bail!("{id}: connection closed after {total} of {n} bytes"),
-        _ => Ok(()),
-    });
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    // `nearcast get ID | head` : the reader stopped wanting bytes, which is not an error.
+    let result = match result {
+        Err(e) if out.is_none() && is_broken_pipe(&e) => Ok(()),
+        r => r,
+    };
     let Some(tmp) = &partial else {
         return result;
     };
@@ -101,6 +88,57 @@ pub async fn get(gateway: SocketAddr, id: &str, out: Option<&Path>) -> anyhow::R
         let _ = std::fs::remove_file(tmp);
     }
     result
+}
+
+/// Requests `object` and copies its body into `sink`, with a progress bar for a large object
+/// going to a file.
+async fn fetch_into(
+    gateway: SocketAddr,
+    object: ObjectId,
+    sink: &mut dyn Write,
+    to_file: bool,
+) -> anyhow::Result<()> {
+    let (status, headers, mut body) = request(gateway, &format!("/o/{object}")).await?;
+    if status != 200 {
+        let mut msg = String::new();
+        let _ = body.read_to_string(&mut msg).await;
+        bail!("{object}: {} ({status})", msg.trim());
+    }
+    let len: Option<u64> = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok());
+    let bar = match len {
+        Some(n) if n > 4 * 1024 * 1024 && to_file => {
+            let b = indicatif::ProgressBar::new(n);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            Some(b)
+        }
+        _ => None,
+    };
+    let copied = copy_body(&mut body, sink, bar.as_ref()).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    match (copied?, len) {
+        (total, Some(n)) if total != n => {
+            bail!("{object}: connection closed after {total} of {n} bytes")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether writing to stdout failed because its reader went away.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Whether `path` is a regular file or does not exist yet (not a directory, device, pipe or

@@ -78,12 +78,17 @@ pub async fn serve(listener: tokio::net::TcpListener, state: GatewayState) {
     }
 }
 
+/// A plain-text answer. Never cached: an error may be temporary (a seeder down) even when it
+/// is a 404, which caches would otherwise keep by default.
 fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut body = msg.into();
     body.push('\n');
     (
         status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         body,
     )
         .into_response()
@@ -129,36 +134,64 @@ async fn get_metrics(State(st): State<GatewayState>) -> Response {
         .into_response()
 }
 
-/// Parses a single `bytes=` range against `size`: Ok(None) for no header, Err for unsatisfiable.
+/// Parses a `Range` header against `size` (RFC 9110 §14.2): `Ok(None)` when there is none or
+/// it is to be ignored (another unit, several ranges, bad syntax: the whole object is sent),
+/// `Err` when a valid single byte range is not satisfiable (416).
 fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(v) = headers.get(header::RANGE) else {
+    let Some(spec) = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
         return Ok(None);
     };
-    let v = v.to_str().map_err(|_| ())?;
-    let spec = v.strip_prefix("bytes=").ok_or(())?;
-    if spec.contains(',') {
-        return Err(());
-    }
-    let (a, b) = spec.split_once('-').ok_or(())?;
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let number = |t: &str| -> Option<u64> {
+        if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        t.parse().ok()
+    };
     let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
+        let Some(n) = number(b) else {
+            return Ok(None);
+        };
         if n == 0 {
             return Err(());
         }
         (size.saturating_sub(n), size.saturating_sub(1))
     } else {
-        let s: u64 = a.parse().map_err(|_| ())?;
-        let e: u64 = if b.is_empty() {
-            size.saturating_sub(1)
+        let Some(s) = number(a) else {
+            return Ok(None);
+        };
+        let e = if b.is_empty() {
+            u64::MAX
         } else {
-            b.parse().map_err(|_| ())?
+            match number(b) {
+                Some(e) if e >= s => e,
+                _ => return Ok(None),
+            }
         };
         (s, e.min(size.saturating_sub(1)))
     };
-    if size == 0 || start > end || start >= size {
+    if size == 0 || start >= size {
         return Err(());
     }
     Ok(Some((start, end)))
+}
+
+/// Whether `If-None-Match` names this object's entity tag (its id, which never changes).
+fn not_modified(headers: &HeaderMap, object: &ObjectId) -> bool {
+    let tag = format!("\"{object}\"");
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == tag)
 }
 
 async fn get_object(
@@ -170,6 +203,19 @@ async fn get_object(
         Ok(o) => o,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad object id: {e}")),
     };
+    if not_modified(&headers, &object) {
+        // The id is the hash of the content: a cached copy under this tag is current.
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{object}\"")) {
+            resp.headers_mut().insert(header::ETAG, v);
+        }
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000, immutable"),
+        );
+        return resp;
+    }
     let protected = Protected::new(st.store.clone(), object);
     let (manifest, whole) = match fetch_verified(&st, object).await {
         Ok(v) => v,
@@ -195,7 +241,13 @@ async fn get_object(
                 .unwrap_or_default();
             Body::from(Bytes::copy_from_slice(piece))
         }
-        None => stream_body(protected, object, manifest.chunk_size, start, end, len),
+        None => stream_body(
+            protected,
+            st.commands.clone(),
+            object,
+            manifest.chunk_size,
+            start..=end,
+        ),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -310,7 +362,17 @@ async fn fetch_verified(
             }
         };
         if manifest.size > WHOLE_READ_MAX {
-            return Ok((manifest, None));
+            // Streamed piece by piece: at least every chunk must still be held (a chunk found
+            // damaged earlier was dropped from the store, and the copy is fetched again).
+            let store = st.store.clone();
+            let complete = tokio::task::spawn_blocking(move || store.is_complete(&object))
+                .await
+                .unwrap_or(false);
+            if complete {
+                return Ok((manifest, None));
+            }
+            let _ = st.commands.send(Command::Forget { object }).await;
+            continue;
         }
         let store = st.store.clone();
         match tokio::task::spawn_blocking(move || store.read_object(&object)).await {
@@ -329,27 +391,34 @@ async fn fetch_verified(
 }
 
 /// Streams a large object in pieces of at most one chunk, each read verified from the store.
-/// The object stays protected from eviction until the body is sent or dropped.
+/// The object stays protected from eviction until the body is sent or dropped. A piece that
+/// cannot be read ends the body early (the client sees a short response) and makes the daemon
+/// forget its copy, so that the next request fetches it again instead of failing the same way.
 fn stream_body(
     protected: Protected,
+    commands: mpsc::Sender<Command>,
     object: ObjectId,
     chunk_size: u32,
-    start: u64,
-    end: u64,
-    len: u64,
+    range: std::ops::RangeInclusive<u64>,
 ) -> Body {
     let piece = u64::from(chunk_size);
+    let (start, end) = (*range.start(), *range.end());
     let stream = futures::stream::unfold(start, move |pos| {
         let store = protected.store.clone();
+        let commands = commands.clone();
         async move {
-            if len == 0 || pos > end {
+            if pos > end {
                 return None;
             }
             let n = (piece - pos % piece).min(end + 1 - pos);
             let r = tokio::task::spawn_blocking(move || store.read_range(&object, pos, n)).await;
             let item = match r {
                 Ok(Ok(data)) => Ok(Bytes::from(data)),
-                Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
+                Ok(Err(e)) => {
+                    tracing::warn!(%object, error = %e, "stored copy is damaged; forgetting it");
+                    let _ = commands.send(Command::Forget { object }).await;
+                    Err(std::io::Error::other(e.to_string()))
+                }
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             };
             let next = if item.is_ok() { pos + n } else { u64::MAX };
@@ -357,4 +426,56 @@ fn stream_body(
         }
     });
     Body::from_stream(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: header::HeaderName, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).expect("header value"));
+        h
+    }
+
+    #[test]
+    fn single_byte_ranges_are_served_and_the_rest_ignored_or_refused() {
+        let range = |v: &str| parse_range(&with(header::RANGE, v), 100);
+        assert_eq!(parse_range(&HeaderMap::new(), 100), Ok(None));
+        assert_eq!(range("bytes=0-9"), Ok(Some((0, 9))));
+        assert_eq!(range("bytes=90-"), Ok(Some((90, 99))));
+        assert_eq!(range("bytes=-10"), Ok(Some((90, 99))));
+        assert_eq!(range("bytes=-1000"), Ok(Some((0, 99))));
+        assert_eq!(range("bytes=50-1000"), Ok(Some((50, 99))));
+        // Not satisfiable: 416.
+        assert_eq!(range("bytes=100-"), Err(()));
+        assert_eq!(range("bytes=-0"), Err(()));
+        // Another unit, several ranges, bad syntax: ignored, the whole object is sent.
+        for ignored in [
+            "items=0-4",
+            "bytes=0-1,3-4",
+            "bytes=abc",
+            "bytes=+2-4",
+            "bytes=5-3",
+            "bytes=1-+4",
+            "bytes=",
+            "bytes=-",
+        ] {
+            assert_eq!(range(ignored), Ok(None), "{ignored}");
+        }
+        assert_eq!(parse_range(&with(header::RANGE, "bytes=0-"), 0), Err(()));
+    }
+
+    #[test]
+    fn if_none_match_matches_only_this_objects_tag() {
+        let id = ObjectId([3u8; 32]);
+        let tag = format!("\"{id}\"");
+        let matches = |v: &str| not_modified(&with(header::IF_NONE_MATCH, v), &id);
+        assert!(matches(&tag));
+        assert!(matches(&format!("W/{tag}")));
+        assert!(matches(&format!("\"other\", {tag}")));
+        assert!(!matches("\"other\""));
+        assert!(!matches(&id.to_string()));
+        assert!(!not_modified(&HeaderMap::new(), &id));
+    }
 }

@@ -87,6 +87,38 @@ fn bad_ids_and_garbage_input() {
                 out.stderr.trim()
             ),
         );
+        // The client checks the id itself (a space or a path in it would otherwise reach the
+        // request line) and says what is wrong.
+        for bad in ["", "a b", "../status"] {
+            let out = h.nearcast(&["get", bad, "--gateway", &gw], Duration::from_secs(15))?;
+            c.check(
+                !out.status.success() && out.stderr.contains("is not an object id"),
+                format!(
+                    "`nearcast get {bad:?}` → {} {:?}",
+                    out.status,
+                    out.stderr.trim()
+                ),
+            );
+        }
+        // An unwritable destination fails before anything is fetched, naming the path asked for.
+        let dest = "/nonexistent-dir/copy.bin";
+        let t = Instant::now();
+        let out = h.nearcast(
+            &["get", &unknown, "-o", dest, "--gateway", &gw],
+            Duration::from_secs(15),
+        )?;
+        c.check(
+            !out.status.success()
+                && out.stderr.contains(dest)
+                && !out.stderr.contains(".part")
+                && t.elapsed() < Duration::from_secs(5),
+            format!(
+                "`nearcast get -o {dest}` → {} in {:?} {:?}",
+                out.status,
+                t.elapsed(),
+                out.stderr.trim()
+            ),
+        );
         let closed = format!("127.1.0.1:{}", free_port("127.1.0.1".parse()?)?);
         let out = h.nearcast(
             &["get", &unknown, "--gateway", &closed],

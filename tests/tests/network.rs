@@ -500,5 +500,43 @@ fn gateway_checks(c: &mut Checks, p: &Daemon, id: &str, obj: &Object) -> Result<
         r.status == 416,
         format!("unsatisfiable Range → {}", r.status),
     );
+    // Ranges to ignore (RFC 9110 §14.2): the whole object, not a 416.
+    for ignored in [
+        "items=0-4",
+        "bytes=0-1,3-4",
+        "bytes=abc",
+        "bytes=+2-4",
+        "bytes=9-3",
+    ] {
+        let r = p.http_get(&format!("/o/{id}"), &[("Range", ignored)], HTTP_TIMEOUT)?;
+        c.check(
+            r.status == 200 && r.body == obj.bytes,
+            format!("Range {ignored} → {} with {} bytes", r.status, r.body.len()),
+        );
+    }
+    // A cached copy under this ETag is current: 304, no body.
+    let tag = format!("\"{id}\"");
+    let r = p.http_get(
+        &format!("/o/{id}"),
+        &[("If-None-Match", &tag)],
+        HTTP_TIMEOUT,
+    )?;
+    c.check(
+        r.status == 304 && r.body.is_empty() && r.header("etag") == Some(&tag),
+        format!(
+            "If-None-Match {tag} → {} with {} bytes",
+            r.status,
+            r.body.len()
+        ),
+    );
+    let r = p.http_get(
+        &format!("/o/{id}"),
+        &[("If-None-Match", "\"something-else\"")],
+        HTTP_TIMEOUT,
+    )?;
+    c.check(
+        r.status == 200 && r.body == obj.bytes,
+        format!("If-None-Match of another tag → {}", r.status),
+    );
     Ok(())
 }
