@@ -107,37 +107,38 @@ pub fn run_jobs(sc: &Scenario, seed: u64, show_progress: bool, jobs: usize) -> R
     let wanted = |b: &&str| sc.baselines.iter().any(|x| x == b);
     let queue: Mutex<Vec<&str>> =
         Mutex::new(START_ORDER.iter().rev().copied().filter(wanted).collect());
-    let done: Mutex<BTreeMap<&str, BaselineOutcome>> = Mutex::new(BTreeMap::new());
     let bars = if show_progress && std::io::stderr().is_terminal() {
         MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
     } else {
         MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
     };
     let workers = jobs.clamp(1, START_ORDER.len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
-                    let Some(name) = next else { break };
-                    let out = run_baseline(sc, seed, name, &topo, &places, &bars);
-                    if let Ok(mut d) = done.lock() {
-                        d.insert(name, out);
+    // Each worker takes the next baseline until none is left. A worker that panicked is joined
+    // here (its baselines are then missing and reported below), not re-raised by the scope.
+    let mut done: BTreeMap<&str, BaselineOutcome> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    while let Some(name) = queue.lock().ok().and_then(|mut q| q.pop()) {
+                        mine.push((name, run_baseline(sc, seed, name, &topo, &places, &bars)));
                     }
-                }
-            });
-        }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     });
-    let mut done = done
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("a baseline's run panicked"))?;
     let mut baselines = BTreeMap::new();
     let mut rows = Vec::new();
     let mut per_baseline = BTreeMap::new();
     let mut events = 0;
     for name in ALL_BASELINES.iter().copied().filter(wanted) {
         let Some(mut out) = done.remove(name) else {
-            anyhow::bail!("baseline {name} did not finish");
+            anyhow::bail!("baseline {name} did not finish: its worker panicked (see above)");
         };
         events += out.run.events;
         per_baseline.insert(name.to_string(), out.run);

@@ -195,7 +195,10 @@ impl World {
                 self.listed_objects[1] += removed.len() as u64;
             }
             Request::Holding { objects, .. } => self.listed_objects[2] += objects.len() as u64,
-            Request::Attach { .. } if self.profile => {
+            Request::Attach {
+                role: nearcast_proto::Role::Leaf,
+                ..
+            } if self.profile => {
                 if let Some(node) = self.peers[from as usize].node.as_ref() {
                     let parents = node.parents();
                     let already = parents.iter().any(|c| c.peer == to);
