@@ -829,6 +829,11 @@ impl Daemon {
         }
     }
 
+    /// Waits until the daemon has at least one parent (`/status`), at most `timeout`.
+    pub fn wait_attached(&self, timeout: Duration) -> Result<Status> {
+        self.wait_status("attached", timeout, |s| !s.parents.is_empty())
+    }
+
     /// Bytes this daemon's log holds (all runs).
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()

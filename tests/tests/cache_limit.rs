@@ -21,12 +21,7 @@ fn body(h: &Harness) -> Result<()> {
             .bootstrap(&[seeder.addr()])
             .cache_size("3MiB"),
     )?;
-    c.step(
-        "p1 attached",
-        p.wait_status("attached", Duration::from_secs(25), |s| {
-            !s.parents.is_empty()
-        }),
-    );
+    c.step("p1 attached", p.wait_attached(Duration::from_secs(25)));
 
     let small = image("small.jpg", 21, 300 * 1024);
     let post = image("post.txt", 22, 2 * 1024);

@@ -37,9 +37,7 @@ fn body(h: &Harness) -> Result<()> {
     for p in [&bad, &r1, &good, &h1, &h2, &h3, &r2] {
         c.step(
             &format!("{} attached", p.name),
-            p.wait_status("attached", Duration::from_secs(25), |s| {
-                !s.parents.is_empty()
-            }),
+            p.wait_attached(Duration::from_secs(25)),
         );
     }
 

@@ -20,12 +20,7 @@ fn bad_ids_and_garbage_input() {
         let mut c = Checks::new();
         let seeder = h.seeder(Spec::new("seeder", "127.9.0.1"))?;
         let p = h.peer(Spec::new("p1", "127.1.0.1").bootstrap(&[seeder.addr()]))?;
-        c.step(
-            "p1 attached",
-            p.wait_status("attached", Duration::from_secs(25), |s| {
-                !s.parents.is_empty()
-            }),
-        );
+        c.step("p1 attached", p.wait_attached(Duration::from_secs(25)));
         let gw = p.gateway.clone().context("p1 has a gateway")?;
 
         // Unknown id: 404, quickly.
@@ -220,12 +215,7 @@ fn damaged_store_files() {
         let mut c = Checks::new();
         let seeder = h.seeder(Spec::new("seeder", "127.9.0.1"))?;
         let mut p = h.peer(Spec::new("p1", "127.1.0.1").bootstrap(&[seeder.addr()]))?;
-        c.step(
-            "p1 attached",
-            p.wait_status("attached", Duration::from_secs(25), |s| {
-                !s.parents.is_empty()
-            }),
-        );
+        c.step("p1 attached", p.wait_attached(Duration::from_secs(25)));
         let objs = vec![
             image("truncated-chunk.jpg", 21, 3 * CHUNK - 17),
             image("flipped-chunk.jpg", 22, 3 * CHUNK - 18),

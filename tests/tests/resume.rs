@@ -18,11 +18,7 @@ fn body(h: &Harness) -> Result<()> {
     let mut c = Checks::new();
     let seeder = h.seeder(Spec::new("seeder", "127.9.0.1"))?;
     let mut p = h.peer(Spec::new("p1", "127.1.0.1").bootstrap(&[seeder.addr()]))?;
-    let attached = |p: &Daemon| {
-        p.wait_status("attached", Duration::from_secs(25), |s| {
-            !s.parents.is_empty()
-        })
-    };
+    let attached = |p: &Daemon| p.wait_attached(Duration::from_secs(25));
     c.step("p1 attached", attached(&p));
 
     const CHUNKS: usize = 40;

@@ -25,9 +25,7 @@ fn malformed_and_oversized_messages() {
         for p in [&victim, &honest] {
             c.step(
                 &format!("{} attached", p.name),
-                p.wait_status("attached", Duration::from_secs(25), |s| {
-                    !s.parents.is_empty()
-                }),
+                p.wait_attached(Duration::from_secs(25)),
             );
         }
         let obj = image("w.jpg", 5, 3 * CHUNK + 10);

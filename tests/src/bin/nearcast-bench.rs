@@ -136,9 +136,7 @@ fn swarm(h: &Harness, o: &Opts) -> Result<Rows> {
         peers.push(h.peer(Spec::new(&format!("p{i:02}"), &ip).bootstrap(&boot))?);
     }
     for p in &peers {
-        p.wait_status("attached", Duration::from_secs(30), |s| {
-            !s.parents.is_empty()
-        })?;
+        p.wait_attached(Duration::from_secs(30))?;
     }
     let obj = image("swarm.bin", 64, o.swarm_mib * 1024 * 1024);
     let id = h
@@ -259,9 +257,7 @@ fn all_peers(
 fn pair(h: &Harness, o: &Opts) -> Result<Rows> {
     let seeder = h.seeder(Spec::new("seeder", "127.9.0.1"))?;
     let p = h.peer(Spec::new("p", "127.1.0.1").bootstrap(&[seeder.addr()]))?;
-    p.wait_status("attached", Duration::from_secs(30), |s| {
-        !s.parents.is_empty()
-    })?;
+    p.wait_attached(Duration::from_secs(30))?;
     let obj = image("pair.bin", 256, o.pair_mib * 1024 * 1024);
     let id = h
         .publish_objects(&seeder, "content", std::slice::from_ref(&obj))?
@@ -353,9 +349,7 @@ fn ttfb(h: &Harness, o: &Opts) -> Result<Rows> {
     let holder = h.peer(Spec::new("holder", "127.1.0.1").bootstrap(&boot))?;
     let req = h.peer(Spec::new("requester", "127.1.0.2").bootstrap(&boot))?;
     for p in [&holder, &req] {
-        p.wait_status("attached", Duration::from_secs(30), |s| {
-            !s.parents.is_empty()
-        })?;
+        p.wait_attached(Duration::from_secs(30))?;
     }
     let n = o.ttfb_requests.max(1);
     let mut rng = Rng::new(99);
@@ -413,9 +407,7 @@ fn ttfb(h: &Harness, o: &Opts) -> Result<Rows> {
 fn idle(h: &Harness) -> Result<Rows> {
     let seeder = h.seeder(Spec::new("seeder", "127.9.0.1"))?;
     let p = h.peer(Spec::new("idle", "127.1.0.1").bootstrap(&[seeder.addr()]))?;
-    p.wait_status("attached", Duration::from_secs(30), |s| {
-        !s.parents.is_empty()
-    })?;
+    p.wait_attached(Duration::from_secs(30))?;
     std::thread::sleep(Duration::from_secs(3));
     let pid = p.pid().context("peer not running")?;
     let t0 = proc_cpu_ticks(pid)?;
