@@ -2094,7 +2094,22 @@ impl<P: PeerRef> Node<P> {
         {
             slots = 1;
         }
-        for (_, c) in cands.into_iter().take(slots) {
+        // A seeder is a parent of last resort, and one is enough: it answers with the
+        // supernodes near us, which we attach to next. A leaf that took every seeder at once
+        // would fill all of them (and send each its holdings) at every start.
+        let mut seeder_taken = self.parents.keys().any(|p| self.is_seeder(p));
+        let mut sent = 0;
+        for ((is_seeder, _), c) in cands {
+            if sent == slots {
+                break;
+            }
+            if is_seeder {
+                if seeder_taken {
+                    continue;
+                }
+                seeder_taken = true;
+            }
+            sent += 1;
             self.attaching.insert(c.peer.clone());
             self.send_attach(c);
         }
@@ -2148,6 +2163,10 @@ impl<P: PeerRef> Node<P> {
 
     /// Re-sends `Attach` to a seeder (a parent if one is) to learn the supernodes near us.
     fn ask_seeder_for_supernodes(&mut self) {
+        // A seeder already being asked (attached to) will answer with them.
+        if self.attaching.iter().any(|p| self.is_seeder(p)) {
+            return;
+        }
         let seeder = self
             .parents
             .values()

@@ -16,13 +16,20 @@ fn ip(a: u8, host: u8) -> IpAddr {
 /// and every other request with `Ack`. Returns the objects listed in `Have` requests, and the
 /// number of `Attach` requests.
 fn step(n: &mut Node<u32>, now: u64) -> (usize, usize) {
+    let mut attached_to = Vec::new();
+    let listed = step_to(n, now, &mut attached_to);
+    (listed, attached_to.len())
+}
+
+/// [`step`], recording whom each `Attach` went to.
+fn step_to(n: &mut Node<u32>, now: u64, attached_to: &mut Vec<u32>) -> usize {
     n.handle_timeout(now);
-    let (mut listed, mut attaches) = (0, 0);
+    let mut listed = 0;
     while let Some(o) = n.poll_output() {
-        if let Output::Request { id, request, .. } = o {
+        if let Output::Request { id, to, request } = o {
             let response = match request {
                 Request::Attach { .. } => {
-                    attaches += 1;
+                    attached_to.push(to.peer);
                     Response::Attached {
                         supernodes: Vec::new(),
                     }
@@ -36,7 +43,34 @@ fn step(n: &mut Node<u32>, now: u64) -> (usize, usize) {
             n.handle_response(now, id, Ok(response));
         }
     }
-    (listed, attaches)
+    listed
+}
+
+#[test]
+fn a_starting_leaf_takes_one_seeder_as_parent_not_all_of_them() {
+    let seeders: Vec<Contact<u32>> = (1..=4u32)
+        .map(|s| Contact::new(s, ip(9, s as u8), 4000))
+        .collect();
+    let own = Contact::new(10u32, ip(1, 10), 4000);
+    let mut cfg = Config::new(own.clone(), Role::Leaf, seeders, 7);
+    cfg.timing.maintenance_ms = 1_000;
+    cfg.timing.heartbeat_ms = 10_000;
+    let mut leaf = Node::new(cfg, Locality::new(Arc::new(AsMap::empty()), own.ip), 0);
+    for b in 0..20u8 {
+        leaf.object_stored(ObjectId([b; 32]));
+    }
+    // It knows no supernode: one seeder takes it (and hears its holdings), the others are
+    // left alone, also later while it still has fewer parents than it wants.
+    let mut attached_to = Vec::new();
+    let mut listed = 0;
+    for t in 0..60u64 {
+        listed += step_to(&mut leaf, t * 1_000, &mut attached_to);
+    }
+    attached_to.sort();
+    attached_to.dedup();
+    assert_eq!(attached_to.len(), 1, "attached to seeders {attached_to:?}");
+    assert_eq!(leaf.parents().len(), 1);
+    assert_eq!(listed, 20, "holdings listed once, to the one seeder");
 }
 
 #[test]
