@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use nearcast_proto::ObjectId;
@@ -197,6 +197,7 @@ fn not_modified(headers: &HeaderMap, object: &ObjectId) -> bool {
 async fn get_object(
     State(st): State<GatewayState>,
     Path(id): Path<String>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let object: ObjectId = match id.parse() {
@@ -217,7 +218,9 @@ async fn get_object(
         return resp;
     }
     let protected = Protected::new(st.store.clone(), object);
-    let (manifest, whole) = match fetch_verified(&st, object).await {
+    // A GET of a large object starts as soon as its manifest is here; a HEAD answers once the
+    // object is stored and verified, as before (`nearcast-bench` and scripts use it so).
+    let (manifest, source) = match fetch_verified(&st, object, method != Method::HEAD).await {
         Ok(v) => v,
         Err(resp) => return resp,
     };
@@ -234,19 +237,28 @@ async fn get_object(
         }
     };
     let len = if size == 0 { 0 } else { end - start + 1 };
-    let body = match whole {
-        Some(data) => {
+    let body = match source {
+        Source::Whole(data) => {
             let piece = data
                 .get(start as usize..(start + len) as usize)
                 .unwrap_or_default();
             Body::from(Bytes::copy_from_slice(piece))
         }
-        None => stream_body(
+        Source::Stored => stream_body(
             protected,
             st.commands.clone(),
             object,
             manifest.chunk_size,
             start..=end,
+            None,
+        ),
+        Source::Arriving(fetch) => stream_body(
+            protected,
+            st.commands.clone(),
+            object,
+            manifest.chunk_size,
+            start..=end,
+            Some(fetch),
         ),
     };
     let mut resp = Response::new(body);
@@ -307,13 +319,30 @@ pub fn unprotect_in_background(store: Arc<Store>, object: ObjectId) {
 /// copy damaged on disk is refetched instead of breaking off mid-response.
 const WHOLE_READ_MAX: u64 = 16 * 1024 * 1024;
 
-/// Fetches `object` (or finds it stored) and, for small objects, reads it verified.
+/// Where a response's bytes come from.
+enum Source {
+    /// A small object, read (and so verified) whole.
+    Whole(Vec<u8>),
+    /// A large object, stored whole: streamed chunk by chunk, each read verified.
+    Stored,
+    /// A large object still being fetched: streamed chunk by chunk as the chunks are stored.
+    Arriving(oneshot::Receiver<FetchReport>),
+}
+
+/// How often a GET waiting for a large object's manifest, or a stream waiting for its next
+/// chunk, looks at the store again.
+const ARRIVAL_POLL: Duration = Duration::from_millis(20);
+
+/// Fetches `object` (or finds it stored) and, for small objects, reads it verified. With
+/// `early`, a large object is answered as soon as its manifest is stored, its chunks streamed
+/// as they arrive.
 async fn fetch_verified(
     st: &GatewayState,
     object: ObjectId,
-) -> Result<(nearcast_proto::Manifest, Option<Vec<u8>>), Response> {
+    early: bool,
+) -> Result<(nearcast_proto::Manifest, Source), Response> {
     for _attempt in 0..2 {
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         if st
             .commands
             .send(Command::Fetch { object, reply: tx })
@@ -322,28 +351,19 @@ async fn fetch_verified(
         {
             return Err(text(StatusCode::SERVICE_UNAVAILABLE, "daemon stopping"));
         }
-        match tokio::time::timeout(FETCH_TIMEOUT, rx).await {
-            Ok(Ok(FetchReport::Done { .. })) => {}
-            Ok(Ok(FetchReport::Failed(error @ nearcast_proto::FetchError::Local(_)))) => {
-                return Err(text(
-                    StatusCode::INSUFFICIENT_STORAGE,
-                    format!("object {object}: {error}"),
-                ));
+        let report = if early {
+            match wait_for_manifest(st, object, &mut rx).await {
+                Arrival::Report(report) => report,
+                Arrival::Manifest(m) => return Ok((m, Source::Arriving(rx))),
             }
-            Ok(Ok(FetchReport::Failed(error @ nearcast_proto::FetchError::Stalled(_)))) => {
-                return Err(text(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!("object {object}: {error}"),
-                ));
-            }
-            Ok(Ok(FetchReport::Failed(reason))) => {
-                return Err(text(
-                    StatusCode::NOT_FOUND,
-                    format!("object {object} not found: {reason}"),
-                ));
-            }
-            Ok(Err(_)) => return Err(text(StatusCode::SERVICE_UNAVAILABLE, "daemon stopping")),
-            Err(_) => {
+        } else {
+            tokio::time::timeout(FETCH_TIMEOUT, rx).await.ok()
+        };
+        match report {
+            Some(Ok(FetchReport::Done { .. })) => {}
+            Some(Ok(FetchReport::Failed(error))) => return Err(fetch_failed(object, &error)),
+            Some(Err(_)) => return Err(text(StatusCode::SERVICE_UNAVAILABLE, "daemon stopping")),
+            None => {
                 return Err(text(
                     StatusCode::GATEWAY_TIMEOUT,
                     format!(
@@ -369,14 +389,14 @@ async fn fetch_verified(
                 .await
                 .unwrap_or(false);
             if complete {
-                return Ok((manifest, None));
+                return Ok((manifest, Source::Stored));
             }
             let _ = st.commands.send(Command::Forget { object }).await;
             continue;
         }
         let store = st.store.clone();
         match tokio::task::spawn_blocking(move || store.read_object(&object)).await {
-            Ok(Ok(data)) => return Ok((manifest, Some(data))),
+            Ok(Ok(data)) => return Ok((manifest, Source::Whole(data))),
             Ok(Err(e)) => {
                 tracing::warn!(%object, error = %e, "stored copy is damaged; fetching it again");
                 let _ = st.commands.send(Command::Forget { object }).await;
@@ -390,25 +410,82 @@ async fn fetch_verified(
     ))
 }
 
+/// The answer to a failed fetch.
+fn fetch_failed(object: ObjectId, error: &nearcast_proto::FetchError) -> Response {
+    use nearcast_proto::FetchError;
+    match error {
+        FetchError::Local(_) => text(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!("object {object}: {error}"),
+        ),
+        FetchError::Stalled(_) => text(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("object {object}: {error}"),
+        ),
+        FetchError::NoSource => text(
+            StatusCode::NOT_FOUND,
+            format!("object {object} not found: {error}"),
+        ),
+    }
+}
+
+/// What came first while a fetch ran.
+enum Arrival {
+    /// The fetch's report (`None`: none within [`FETCH_TIMEOUT`]), before a large object's
+    /// manifest was stored.
+    Report(Option<Result<FetchReport, oneshot::error::RecvError>>),
+    /// A large object's manifest, stored while the fetch goes on.
+    Manifest(nearcast_proto::Manifest),
+}
+
+/// Waits for the fetch's report, or for `object`'s manifest if the object is large.
+async fn wait_for_manifest(
+    st: &GatewayState,
+    object: ObjectId,
+    rx: &mut oneshot::Receiver<FetchReport>,
+) -> Arrival {
+    let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
+    loop {
+        tokio::select! {
+            report = &mut *rx => return Arrival::Report(Some(report)),
+            _ = tokio::time::sleep_until(deadline) => return Arrival::Report(None),
+            _ = tokio::time::sleep(ARRIVAL_POLL) => {}
+        }
+        let store = st.store.clone();
+        if let Ok(Ok(Some(m))) = tokio::task::spawn_blocking(move || store.manifest(&object)).await
+            && m.size > WHOLE_READ_MAX
+        {
+            return Arrival::Manifest(m);
+        }
+    }
+}
+
 /// Streams a large object in pieces of at most one chunk, each read verified from the store.
-/// The object stays protected from eviction until the body is sent or dropped. A piece that
-/// cannot be read ends the body early (the client sees a short response) and makes the daemon
-/// forget its copy, so that the next request fetches it again instead of failing the same way.
+/// With `fetch` (the object still arriving), a piece is sent once its chunk is stored, and the
+/// body ends early if the fetch fails. The object stays protected from eviction until the body
+/// is sent or dropped. A piece that cannot be read ends the body early (the client sees a short
+/// response) and makes the daemon forget its copy, so that the next request fetches it again
+/// instead of failing the same way.
 fn stream_body(
     protected: Protected,
     commands: mpsc::Sender<Command>,
     object: ObjectId,
     chunk_size: u32,
     range: std::ops::RangeInclusive<u64>,
+    fetch: Option<oneshot::Receiver<FetchReport>>,
 ) -> Body {
     let piece = u64::from(chunk_size);
     let (start, end) = (*range.start(), *range.end());
-    let stream = futures::stream::unfold(start, move |pos| {
+    let stream = futures::stream::unfold((start, fetch), move |(pos, mut fetch)| {
         let store = protected.store.clone();
         let commands = commands.clone();
         async move {
             if pos > end {
                 return None;
+            }
+            let index = (pos / piece) as u32;
+            if let Err(e) = wait_for_chunk(&store, object, index, &mut fetch).await {
+                return Some((Err(e), (u64::MAX, None)));
             }
             let n = (piece - pos % piece).min(end + 1 - pos);
             let r = tokio::task::spawn_blocking(move || store.read_range(&object, pos, n)).await;
@@ -422,10 +499,43 @@ fn stream_body(
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             };
             let next = if item.is_ok() { pos + n } else { u64::MAX };
-            Some((item, next))
+            Some((item, (next, fetch)))
         }
     });
     Body::from_stream(stream)
+}
+
+/// Waits until chunk `index` of `object` is stored, while `fetch` (if any) brings it. Once the
+/// fetch has ended well every chunk is stored; if it failed, so does the wait.
+async fn wait_for_chunk(
+    store: &Arc<Store>,
+    object: ObjectId,
+    index: u32,
+    fetch: &mut Option<oneshot::Receiver<FetchReport>>,
+) -> std::io::Result<()> {
+    while let Some(rx) = fetch {
+        let s = store.clone();
+        if tokio::task::spawn_blocking(move || s.has_chunk(&object, index))
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        tokio::select! {
+            report = &mut *rx => {
+                *fetch = None;
+                match report {
+                    Ok(FetchReport::Done { .. }) => {}
+                    Ok(FetchReport::Failed(e)) => {
+                        return Err(std::io::Error::other(format!("object {object}: {e}")));
+                    }
+                    Err(_) => return Err(std::io::Error::other("daemon stopping")),
+                }
+            }
+            _ = tokio::time::sleep(ARRIVAL_POLL) => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
