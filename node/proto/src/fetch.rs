@@ -10,8 +10,14 @@ use crate::peer::{Contact, PeerRef};
 use crate::proximity::{Proximity, SourceClass};
 use crate::rng::Rng;
 
-/// Consecutive failed or refused chunk requests after which a source is dropped.
+/// Consecutive failed or unanswered chunk requests after which a source is dropped.
 pub const MAX_CONSECUTIVE_FAILURES: u32 = 24;
+/// A source that answers `Busy` gets no chunk requests for this long; the pause doubles with
+/// each `Busy` in a row, up to [`BUSY_PAUSE_MAX_MS`]. `Busy` means "later", not "never": the
+/// source stays (a seeder under a flash crowd may be the only one), and the fetch's stall
+/// deadline bounds the wait.
+pub const BUSY_PAUSE_MS: u64 = 250;
+pub const BUSY_PAUSE_MAX_MS: u64 = 2_000;
 /// Manifest requests in flight at once for one fetch (the first, then hedges).
 pub const MAX_MANIFEST_REQUESTS: u32 = 3;
 /// Listed peers found unreachable after which a fetch distrusts the rest of its list (stale,
@@ -77,6 +83,10 @@ pub struct Source<P> {
     /// long as it still has requests in flight (a transient failure in a burst of successes
     /// gives them back to it).
     pub held_back: Vec<u32>,
+    /// No chunk requests before this instant (0: none pending): the source answered `Busy`.
+    pub busy_until: u64,
+    /// Pauses in a row, since the source last delivered.
+    pub busy_pauses: u32,
 }
 
 impl<P> Source<P> {
@@ -191,6 +201,8 @@ impl<P: PeerRef> Fetch<P> {
                 map_pending: false,
                 delivered: 0,
                 held_back: Vec::new(),
+                busy_until: 0,
+                busy_pauses: 0,
             },
         );
     }
@@ -359,7 +371,7 @@ impl<P: PeerRef> Fetch<P> {
             while let Some(s) = self
                 .sources
                 .get(&peer)
-                .filter(|s| !s.suspect() && !s.awaiting_manifest)
+                .filter(|s| !s.suspect() && !s.awaiting_manifest && s.busy_until <= now)
             {
                 // While peers share the object, a seeder only seeds: a narrow window leaves
                 // most chunks to the peers (who pass on what the seeder gave each of them).
@@ -421,6 +433,7 @@ impl<P: PeerRef> Fetch<P> {
                 s.failures = 0;
                 s.delivered += 1;
                 s.held_back.clear();
+                s.busy_pauses = 0;
             }
             ChunkOutcome::Corrupt => {
                 self.sources.remove(peer);
@@ -436,7 +449,16 @@ impl<P: PeerRef> Fetch<P> {
                 }
                 s.failures += 1;
             }
-            ChunkOutcome::Busy | ChunkOutcome::Failed => {
+            ChunkOutcome::Busy => {
+                // The rest of a window sent before the pause began answers Busy too: one
+                // pause per burst, not one per answer.
+                if now >= s.busy_until {
+                    let pause = BUSY_PAUSE_MS << s.busy_pauses.min(8);
+                    s.busy_until = now + pause.min(BUSY_PAUSE_MAX_MS);
+                    s.busy_pauses += 1;
+                }
+            }
+            ChunkOutcome::Failed => {
                 // Transient failures come in bursts of the window in flight: give up on a
                 // source only after more consecutive failures than that. A peer that never
                 // delivered a chunk and whose request failed at transport level is suspect (it
@@ -445,7 +467,7 @@ impl<P: PeerRef> Fetch<P> {
                 // last request in flight fails too: then it is dropped and they go to others,
                 // rather than back to it one timeout at a time.
                 s.failures += 1;
-                if outcome == ChunkOutcome::Failed && !s.is_seeder && s.delivered == 0 {
+                if !s.is_seeder && s.delivered == 0 {
                     s.held_back.push(index);
                 }
                 let unreachable = s.suspect() && s.in_flight == 0;
@@ -459,6 +481,24 @@ impl<P: PeerRef> Fetch<P> {
             }
         }
         true
+    }
+
+    /// Ends the `Busy` pauses that are over (so that they no longer ask for a timer).
+    pub fn end_pauses(&mut self, now: u64) {
+        for s in self.sources.values_mut() {
+            if s.busy_until <= now {
+                s.busy_until = 0;
+            }
+        }
+    }
+
+    /// When the next `Busy` pause ends, if one is running.
+    pub fn next_pause_end(&self) -> Option<u64> {
+        self.sources
+            .values()
+            .map(|s| s.busy_until)
+            .filter(|&t| t > 0)
+            .min()
     }
 
     /// Frees chunks in flight from `peer` (dropped source).

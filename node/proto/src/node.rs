@@ -1382,6 +1382,7 @@ impl<P: PeerRef> Node<P> {
             }
         } else {
             f.expire_in_flight(now, self.cfg.timing.chunk_timeout_ms);
+            f.end_pauses(now);
             if now >= f.next_map_refresh {
                 f.next_map_refresh = now + refresh;
                 // Sources whose map we lack first (they hold up the farther ones), then nearest.
@@ -1907,6 +1908,9 @@ impl<P: PeerRef> Node<P> {
             }
             if f.manifest.is_some() && f.sources.values().any(|s| s.chunks.is_some()) {
                 t = t.min(f.next_map_refresh);
+            }
+            if let Some(end) = f.next_pause_end() {
+                t = t.min(end);
             }
             t = t.min(f.last_progress + self.cfg.timing.stall_ms + 1);
             if let Some((_, at)) = f.in_flight.values().min_by_key(|(_, at)| *at) {

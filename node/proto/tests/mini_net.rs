@@ -36,6 +36,10 @@ struct Net {
     corrupt: BTreeSet<u32>,
     /// Nodes whose driver cannot keep what they fetch (it aborts at the manifest).
     refuse: BTreeSet<u32>,
+    /// Chunk requests each node answers `Busy` before it serves again (an overloaded source).
+    busy: BTreeMap<u32, u32>,
+    /// Chunk requests each node received.
+    chunk_requests: BTreeMap<u32, u32>,
     manifests: Vec<BTreeMap<ObjectId, Manifest>>,
     queue: VecDeque<(u64, Ev)>,
     now: u64,
@@ -92,6 +96,8 @@ impl Net {
             alive: vec![true; count],
             corrupt: BTreeSet::new(),
             refuse: BTreeSet::new(),
+            busy: BTreeMap::new(),
+            chunk_requests: BTreeMap::new(),
             manifests: vec![BTreeMap::new(); count],
             queue: VecDeque::new(),
             now: 0,
@@ -186,8 +192,13 @@ impl Net {
                 index,
             } => {
                 let len = self.catalogue[&object].chunk_len(index) as u64;
+                *self.chunk_requests.entry(from).or_default() += 1;
+                let busy = self.busy.get_mut(&from).filter(|left| **left > 0);
                 let outcome = if !self.alive[from as usize] {
                     ChunkOutcome::Failed
+                } else if let Some(left) = busy {
+                    *left -= 1;
+                    ChunkOutcome::Busy
                 } else {
                     match self.nodes[from as usize].admit_chunk(now, &at, &object, index, len) {
                         ServeDecision::Serve if self.corrupt.contains(&from) => {
@@ -316,6 +327,30 @@ fn long_tail_object_comes_from_the_seeder_and_unknown_ids_fail() {
         "unknown id took {} ms to fail",
         net.now - t0
     );
+}
+
+#[test]
+fn a_busy_sole_source_is_waited_for_not_dropped() {
+    let mut net = Net::new(3, false);
+    net.run_until(3_000);
+    let id = net.publish(object(CHUNK_SIZE as u64 * 4, 7));
+    // The seeder, the only holder, refuses far more requests than a source may fail in a row.
+    net.busy.insert(0, 32);
+    net.chunk_requests.clear();
+    let t0 = net.now;
+    let bytes = net
+        .fetch(2, id)
+        .expect("the fetch waits for the busy seeder");
+    assert_eq!(seeder_bytes(&bytes), CHUNK_SIZE as u64 * 4);
+    // It paused between tries rather than hammering: 32 refusals, a window at a time, took
+    // seconds, and cost few more requests than the refusals themselves.
+    let took = net.now - t0;
+    let asked = net.chunk_requests.get(&0).copied().unwrap_or(0);
+    assert!(
+        took > 2_000,
+        "retried without pausing: done after {took} ms"
+    );
+    assert!(asked <= 32 + 4 + 8, "{asked} chunk requests to the seeder");
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! `cargo run --release -p nearcast-tests --bin nearcast-bench [-- --only swarm,pair,ttfb,idle
 //! --swarm-peers 16 --swarm-mib 64 --pair-mib 256 --ttfb-requests 200]`
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -118,6 +119,21 @@ fn main() {
 
 type Rows = Vec<(String, String)>;
 
+/// Profiles only the timed part of a benchmark: with `NEARCAST_BENCH_PERF_CTL` naming the
+/// control FIFO of `perf record --control fifo:PATH -D -1 ...`, writes `enable` when the timed
+/// part starts and `disable` when it ends.
+fn perf_control(command: &str) {
+    if let Some(path) = std::env::var_os("NEARCAST_BENCH_PERF_CTL") {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(format!("{command}\n").as_bytes()))
+        {
+            eprintln!("   note: cannot write to the perf control FIFO: {e}");
+        }
+    }
+}
+
 fn mib_s(bytes: usize, d: Duration) -> String {
     let s = d.as_secs_f64().max(1e-9);
     format!(
@@ -152,6 +168,7 @@ fn swarm(h: &Harness, o: &Opts) -> Result<Rows> {
         .collect();
     let cpu_of = || -> Result<u64> { pids.iter().map(|&pid| proc_cpu_ticks(pid)).sum() };
     let cpu0 = cpu_of()?;
+    perf_control("enable");
     // Timed: every peer asked at once; a gateway answers an object's HEAD once every chunk is
     // verified and stored, so the last answer is the time until all hold it.
     let start = Instant::now();
@@ -164,6 +181,7 @@ fn swarm(h: &Harness, o: &Opts) -> Result<Rows> {
         ensure!(status == 200, "{}: status {status}", p.name);
         Ok(start.elapsed())
     })?;
+    perf_control("disable");
     let cpu = (cpu_of()? - cpu0) as f64 / clock_ticks_per_s() as f64;
     let sent = seeder.metrics()?.served() - before;
     // Untimed check of what each holds: streamed back through its gateway and hashed.
@@ -277,6 +295,7 @@ fn pair(h: &Harness, o: &Opts) -> Result<Rows> {
     // A just-published large object may take the seeder a moment to announce: retry 404s.
     // The gateway answers HEAD only once the fetch is done (every chunk verified and stored).
     let published = Instant::now();
+    perf_control("enable");
     let until_stored = loop {
         let (status, t) = http_head(
             p.http_addr()?,
@@ -296,6 +315,7 @@ fn pair(h: &Harness, o: &Opts) -> Result<Rows> {
     if waited > Duration::from_millis(100) {
         eprintln!("   note: the peer answered 404 for {waited:?} after `add` returned");
     }
+    perf_control("disable");
     let fetch_cpu = (cpu_of()? - cpu0) as f64 / clock_ticks_per_s() as f64;
     // Then the object streamed back out of the store (re-verified on read).
     let d = http_get_digest(
