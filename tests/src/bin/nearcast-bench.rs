@@ -123,14 +123,15 @@ type Rows = Vec<(String, String)>;
 /// control FIFO of `perf record --control fifo:PATH -D -1 ...`, writes `enable` when the timed
 /// part starts and `disable` when it ends.
 fn perf_control(command: &str) {
-    if let Some(path) = std::env::var_os("NEARCAST_BENCH_PERF_CTL") {
-        if let Err(e) = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(format!("{command}\n").as_bytes()))
-        {
-            eprintln!("   note: cannot write to the perf control FIFO: {e}");
-        }
+    let Some(path) = std::env::var_os("NEARCAST_BENCH_PERF_CTL") else {
+        return;
+    };
+    if let Err(e) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{command}\n").as_bytes()))
+    {
+        eprintln!("   note: cannot write to the perf control FIFO: {e}");
     }
 }
 
