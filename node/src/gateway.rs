@@ -426,6 +426,10 @@ fn fetch_failed(object: ObjectId, error: &nearcast_proto::FetchError) -> Respons
             StatusCode::NOT_FOUND,
             format!("object {object} not found: {error}"),
         ),
+        FetchError::SeedersUnreachable => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("object {object} unavailable for now: {error}"),
+        ),
     }
 }
 

@@ -37,8 +37,12 @@ pub struct FetchId(pub u64);
 /// Why a fetch failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
-    #[error("no peer or seeder could provide the object (seeders unreachable or unaware of it)")]
+    #[error("no peer holds the object and no seeder knows it")]
     NoSource,
+    /// No peer holds the object and the seeders that would have it could not be reached: it may
+    /// well exist, so this is worth retrying later (unlike [`FetchError::NoSource`]).
+    #[error("no peer holds the object and its seeders could not be reached")]
+    SeedersUnreachable,
     #[error("fetch made no progress for {0} ms")]
     Stalled(u64),
     /// The driver could not keep the object (its cache is too small, its disk full or failing).
@@ -139,6 +143,10 @@ pub struct Fetch<P> {
     pub unreachable_dropped: u32,
     /// Chunks wait until then for a pending `Locate` that may name a holder in our AS.
     pub near_wait_until: Option<u64>,
+    /// Seeder sources dropped because they could not be reached (transport failures).
+    pub seeders_unreachable: u32,
+    /// A seeder answered that it does not know the object.
+    pub seeder_denied: bool,
 }
 
 impl<P: PeerRef> Fetch<P> {
@@ -165,6 +173,8 @@ impl<P: PeerRef> Fetch<P> {
             first_byte_at: None,
             unreachable_dropped: 0,
             near_wait_until: None,
+            seeders_unreachable: 0,
+            seeder_denied: false,
         }
     }
 
@@ -475,6 +485,9 @@ impl<P: PeerRef> Fetch<P> {
                     self.unreachable_dropped += 1;
                 }
                 if unreachable || s.failures >= MAX_CONSECUTIVE_FAILURES {
+                    if s.is_seeder {
+                        self.seeders_unreachable += 1;
+                    }
                     self.sources.remove(peer);
                     self.release(peer);
                 }
@@ -519,6 +532,16 @@ impl<P: PeerRef> Fetch<P> {
         }
         if self.sources.get(peer).is_some_and(|s| !s.is_seeder) {
             self.drop_source(peer);
+        }
+    }
+
+    /// Why the fetch has no source left: no seeder knows the object, or the seeders could not
+    /// be reached (and none said it does not know it).
+    pub fn no_source_error(&self) -> FetchError {
+        if self.seeders_unreachable > 0 && !self.seeder_denied {
+            FetchError::SeedersUnreachable
+        } else {
+            FetchError::NoSource
         }
     }
 

@@ -1220,7 +1220,16 @@ impl<P: PeerRef> Node<P> {
                     // A partial holder may lack the manifest for a moment: keep it for chunks.
                     Ok(Response::NotFound)
                         if f.sources.get(&peer).is_some_and(|s| s.chunks.is_some()) => {}
-                    _ => f.drop_source(&peer),
+                    other => {
+                        if f.sources.get(&peer).is_some_and(|s| s.is_seeder) {
+                            match other {
+                                Err(RequestError::Unreachable) => f.seeders_unreachable += 1,
+                                Ok(Response::NotFound) => f.seeder_denied = true,
+                                _ => {}
+                            }
+                        }
+                        f.drop_source(&peer);
+                    }
                 }
                 self.drive_fetch(now, fid);
             }
@@ -1456,7 +1465,7 @@ impl<P: PeerRef> Node<P> {
             let error = if stalled {
                 FetchError::Stalled(stall)
             } else {
-                FetchError::NoSource
+                f.no_source_error()
             };
             self.fetches.remove(&fid);
             self.outputs.push_back(Output::FetchFailed {

@@ -354,6 +354,21 @@ fn a_busy_sole_source_is_waited_for_not_dropped() {
 }
 
 #[test]
+fn with_the_seeder_down_a_long_tail_object_is_unavailable_not_unknown() {
+    let mut net = Net::new(3, false);
+    net.run_until(3_000);
+    let id = net.publish(object(CHUNK_SIZE as u64 * 2, 8));
+    let unknown = object(CHUNK_SIZE as u64 * 2, 10).id();
+    let error = net.fetch(1, unknown).expect_err("unknown id");
+    assert!(error.contains("no seeder knows"), "{error}");
+    net.alive[0] = false;
+    let error = net.fetch(2, id).expect_err("no holder reachable");
+    assert!(error.contains("seeders could not be reached"), "{error}");
+    net.alive[0] = true;
+    net.fetch(2, id).expect("the seeder is back");
+}
+
+#[test]
 fn an_interrupted_fetch_resumes_with_the_chunks_it_stored() {
     let mut net = Net::new(3, false);
     net.run_until(3_000);
