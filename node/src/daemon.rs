@@ -29,6 +29,10 @@ use crate::network::{Behaviour, BehaviourEvent, build_swarm, load_identity};
 use crate::peer::{NetPeer, contact_addr, parse_contact};
 use crate::settings::{Reachability, Settings, load_local_map};
 
+/// Lowest `--upload-limit`, bytes per second: below it a chunk would take longer to earn
+/// than a requester waits.
+const MIN_UPLOAD_LIMIT: u64 = 64 * 1024;
+
 /// A chunk transfer finished.
 struct ChunkDone {
     fetch: FetchId,
@@ -45,6 +49,11 @@ const PEER_MAX_CONNECTIONS: u32 = 1024;
 
 /// Runs a daemon until Ctrl-C or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        settings.upload_limit >= MIN_UPLOAD_LIMIT,
+        "--upload-limit {} B/s is below the minimum of 64KiB (one chunk every 4 s)",
+        settings.upload_limit
+    );
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("cannot create data directory {}", settings.data.display()))?;
     // A peer's cache need not fsync every chunk: a chunk lost to a power cut is detected on
@@ -104,8 +113,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     cfg.upload_bytes_per_s = settings.upload_limit as f64;
     cfg.follow_published_asmap = local_map.is_none();
     cfg.timing.asmap_check_ms = settings.asmap_check.as_millis().max(1) as u64;
-    if settings.role == Role::Seeder {
+    if settings.role == Role::Seeder && settings.upload_limit == u64::MAX {
         cfg.upload_bytes_per_s = f64::MAX / 8.0;
+    }
+    if settings.role == Role::Seeder {
         cfg.control_per_s = 20_000.0;
         cfg.max_children = SEEDER_MAX_CHILDREN;
     }

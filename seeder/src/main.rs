@@ -47,6 +47,10 @@ enum Cmd {
         /// Without a map of its own: how often to ask the other seeders for theirs.
         #[arg(long, default_value = "10m", value_parser = nearcast::settings::parse_duration)]
         asmap_check: Duration,
+        /// Upload to peers, bytes per second (e.g. 100MiB; default: no limit). Beyond it chunk
+        /// requests are answered `Busy` and the peers come back a moment later.
+        #[arg(long, value_parser = nearcast::settings::parse_size)]
+        upload_limit: Option<u64>,
     },
     /// Publish files and directories (recursively); prints `ID  PATH` per file.
     Add {
@@ -95,6 +99,7 @@ fn main() -> std::process::ExitCode {
             as_table,
             asmap,
             asmap_check,
+            upload_limit,
         } => {
             let settings = Settings {
                 role: Role::Seeder,
@@ -108,7 +113,7 @@ fn main() -> std::process::ExitCode {
                 asmap_check,
                 promote_after: Duration::ZERO,
                 reachable: Reachability::Yes,
-                upload_limit: u64::MAX,
+                upload_limit: upload_limit.unwrap_or(u64::MAX),
                 fault_corrupt_chunks: false,
             };
             tokio::runtime::Builder::new_multi_thread()

@@ -469,6 +469,18 @@ fn bad_config_and_dead_bootstrap() {
                 "/ip9/what".into(),
             ),
             (
+                "peer: --upload-limit too low to pass a chunk",
+                false,
+                peer_args(&[("--upload-limit", "1KiB".into())]),
+                "upload-limit".into(),
+            ),
+            (
+                "seeder: malformed --upload-limit",
+                true,
+                seeder_args(&[("--upload-limit", "fast".into())]),
+                "fast".into(),
+            ),
+            (
                 "seeder add: path does not exist",
                 true,
                 vec![

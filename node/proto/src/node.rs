@@ -11,7 +11,7 @@ use nearcast_asmap::AsMap;
 
 use crate::admission::{RateMeter, TokenBucket};
 use crate::config::{Config, Strategy};
-use crate::content::{Manifest, ObjectId};
+use crate::content::{CHUNK_SIZE, Manifest, ObjectId};
 use crate::dht::{LOOKUP_K, Lookup, LookupKind, ProviderStore};
 use crate::fetch::{ChunkOutcome, Fetch, FetchError, FetchId, MAX_MANIFEST_REQUESTS, unpack_bits};
 use crate::holders::HolderIndex;
@@ -236,7 +236,9 @@ impl<P: PeerRef> Node<P> {
         let locality = locality.with_ranking(ranking_for(cfg.strategy));
         let mut rng = Rng::new(cfg.seed);
         let first = now + rng.below(cfg.timing.maintenance_ms.max(1));
-        let upload = TokenBucket::new(cfg.upload_bytes_per_s, cfg.upload_bytes_per_s * 4.0);
+        // Four seconds' worth, and at least two chunks (a chunk is served whole or not at all).
+        let burst = (cfg.upload_bytes_per_s * 4.0).max(2.0 * CHUNK_SIZE as f64);
+        let upload = TokenBucket::new(cfg.upload_bytes_per_s, burst);
         let control = TokenBucket::new(cfg.control_per_s, cfg.control_per_s * 2.0);
         let id_key = IdHashKey::from_seed(cfg.seed);
         let mut node = Node {
