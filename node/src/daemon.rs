@@ -60,7 +60,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // read and fetched again. A seeder's published content is always synced.
     let options = StoreOptions {
         budget: settings.cache_size,
-        sync_chunks: settings.role == Role::Seeder,
+        sync_fetched: settings.role == Role::Seeder,
         ..StoreOptions::default()
     };
     let store = Arc::new(

@@ -3,7 +3,8 @@
 //! A [`Store`] keeps each object as plain files under one directory (see the `layout` module):
 //! its manifest, one data file holding its 256 KiB chunks at their offsets, and an append-only
 //! log of the chunks held. Manifests, pins and logs rewritten whole go through a temporary that
-//! is fsynced and renamed into place; a chunk counts as held only once its bytes are written and
+//! is renamed into place (fsynced first, except what a peer's cache fetched: see
+//! [`StoreOptions::sync_fetched`]); a chunk counts as held only once its bytes are written and
 //! its record appended to the log, so a kill at any moment leaves a consistent store; leftovers
 //! are removed on open. Every manifest is checked against its id and every chunk against its
 //! manifest, both when stored and when read: corrupted data is dropped and reported, never

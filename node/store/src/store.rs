@@ -68,13 +68,14 @@ pub struct StoreUsage {
 pub struct StoreOptions {
     /// Most bytes kept before least recently used unpinned objects are evicted (`None`: never).
     pub budget: Option<u64>,
-    /// Fdatasync the data file after every chunk stored by [`Store::put_chunk`], and the
-    /// `held` log after its record is appended (default `true`). With `false` (for a peer's
-    /// cache), a chunk written just before a power failure may be lost or damaged on disk; it
-    /// is then found (data file length on open, hash on read), dropped and fetched again. A
-    /// process crash (kill -9) loses nothing either way. Manifests, pins and published objects
-    /// are always synced.
-    pub sync_chunks: bool,
+    /// Fsync what fetches store (default `true`): the manifest written by
+    /// [`Store::put_manifest`] and its directory, the data file after every chunk stored by
+    /// [`Store::put_chunk`], and the `held` log after its record is appended. With `false` (for
+    /// a peer's cache, which then never waits for the disk), a manifest or chunk written just
+    /// before a power failure may be lost or damaged on disk; it is then found (manifest hash
+    /// and data file length on open, chunk hash on read), dropped and fetched again. A process
+    /// crash (kill -9) loses nothing either way. Pins and published objects are always synced.
+    pub sync_fetched: bool,
     /// Bytes of recently stored or read chunks kept in memory (verified), so that a chunk
     /// uploaded many times is read from disk and hashed once (default 16 MiB; 0: none).
     pub recent_chunk_bytes: usize,
@@ -87,7 +88,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             budget: None,
-            sync_chunks: true,
+            sync_fetched: true,
             recent_chunk_bytes: RECENT_CHUNK_BYTES,
         }
     }
@@ -97,7 +98,7 @@ impl Default for StoreOptions {
 pub struct Store {
     pub(crate) layout: Layout,
     budget: Option<u64>,
-    sync_chunks: bool,
+    sync_fetched: bool,
     pub(crate) index: Mutex<Index>,
     recent: Mutex<RecentChunks>,
     /// Serialises eviction runs.
@@ -153,7 +154,7 @@ impl Store {
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Store> {
         let StoreOptions {
             budget,
-            sync_chunks,
+            sync_fetched,
             recent_chunk_bytes,
         } = options;
         ensure_dir(dir)?;
@@ -171,7 +172,7 @@ impl Store {
         let store = Store {
             layout,
             budget,
-            sync_chunks,
+            sync_fetched,
             index: Mutex::new(index),
             recent: Mutex::new(RecentChunks::new(recent_chunk_bytes)),
             evicting: Mutex::new(()),
@@ -207,12 +208,22 @@ impl Store {
             return Ok(id);
         }
         let bytes = m.encode();
-        atomic::create_dir_durable(&self.layout.object_dir(&id))?;
+        let dir = self.layout.object_dir(&id);
+        if self.sync_fetched {
+            atomic::create_dir_durable(&dir)?;
+        } else {
+            fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        }
         if m.chunk_count() > 0 {
             // Made durable by the fsync of the object directory when the manifest goes in.
             self.create_chunk_files(&id, m.size)?;
         }
-        atomic::write_atomic(&self.layout.tmp, &manifest_path, &bytes)?;
+        let temp = TempFile::write_with(&self.layout.tmp, &bytes, self.sync_fetched)?;
+        if self.sync_fetched {
+            temp.commit(&manifest_path)?;
+        } else {
+            temp.rename_to(&manifest_path)?;
+        }
         let entry = scan::load_entry(&self.layout, &id, m, bytes.len() as u64, scan::now_secs())?;
         {
             let mut idx = self.lock();
@@ -355,7 +366,7 @@ impl Store {
     }
 
     /// Writes verified chunk `index` at `offset` of the data file of `id`, then appends its
-    /// record to the `held` log (syncing both first if `sync_chunks`).
+    /// record to the `held` log (syncing both first if `sync_fetched`).
     fn write_chunk(&self, id: &ObjectId, offset: u64, index: u32, data: &[u8]) -> Result<()> {
         let path = self.layout.data_path(id);
         let file = OpenOptions::new()
@@ -364,7 +375,7 @@ impl Store {
             .map_err(|e| StoreError::io(&path, e))?;
         pio::write_all_at(&file, data, offset)
             .and_then(|()| {
-                if self.sync_chunks {
+                if self.sync_fetched {
                     file.sync_data()
                 } else {
                     Ok(())
@@ -376,7 +387,7 @@ impl Store {
             &self.layout.held_path(id),
             index,
             Kind::Held,
-            self.sync_chunks,
+            self.sync_fetched,
         )
     }
 
@@ -444,7 +455,7 @@ impl Store {
         self.lock()
             .set_held(id, index, m.chunk_len(index) as u64, false);
         let log = self.layout.held_path(id);
-        if let Err(e) = held::append(&log, index, Kind::Dropped, self.sync_chunks) {
+        if let Err(e) = held::append(&log, index, Kind::Dropped, self.sync_fetched) {
             tracing::warn!(error = %e, "could not record a dropped chunk");
         }
     }

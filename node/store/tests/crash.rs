@@ -21,7 +21,7 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
 fn writer_loop(dir: &Path) {
     let options = StoreOptions {
         budget: Some(8 * 1024 * 1024),
-        sync_chunks: std::env::var_os(NOSYNC_VAR).is_none(),
+        sync_fetched: std::env::var_os(NOSYNC_VAR).is_none(),
         ..StoreOptions::default()
     };
     let store = Store::open_with(dir, options).expect("child open");
