@@ -318,6 +318,7 @@ fn pair(h: &Harness, o: &Opts) -> Result<Rows> {
     }
     perf_control("disable");
     let fetch_cpu = (cpu_of()? - cpu0) as f64 / clock_ticks_per_s() as f64;
+    let m = p.metrics()?.by_source();
     // Then the object streamed back out of the store (re-verified on read).
     let d = http_get_digest(
         p.http_addr()?,
@@ -330,7 +331,6 @@ fn pair(h: &Harness, o: &Opts) -> Result<Rows> {
         d.status,
         d.len
     );
-    let m = p.metrics()?.by_source();
     Ok(vec![
         (
             format!(
@@ -354,7 +354,7 @@ fn pair(h: &Harness, o: &Opts) -> Result<Rows> {
             "pair: then streamed back out of the store through the gateway".into(),
             format!("{:.2} s = {}", d.total.as_secs_f64(), mib_s(size, d.total)),
         ),
-        ("pair: counted source".into(), format!("{m}")),
+        ("pair: the fetch's bytes by source".into(), format!("{m}")),
     ])
 }
 
