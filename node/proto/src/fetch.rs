@@ -18,6 +18,9 @@ pub const MAX_CONSECUTIVE_FAILURES: u32 = 24;
 /// deadline bounds the wait.
 pub const BUSY_PAUSE_MS: u64 = 250;
 pub const BUSY_PAUSE_MAX_MS: u64 = 2_000;
+/// Pauses in a row after which a peer source (never a seeder) is dropped: one that stays
+/// overloaded this long (about 4 s) is no use to this fetch, and its chunks go elsewhere.
+pub const MAX_BUSY_PAUSES_OF_A_PEER: u32 = 4;
 /// Manifest requests in flight at once for one fetch (the first, then hedges).
 pub const MAX_MANIFEST_REQUESTS: u32 = 3;
 /// Listed peers found unreachable after which a fetch distrusts the rest of its list (stale,
@@ -143,8 +146,9 @@ pub struct Fetch<P> {
     pub unreachable_dropped: u32,
     /// Chunks wait until then for a pending `Locate` that may name a holder in our AS.
     pub near_wait_until: Option<u64>,
-    /// Seeder sources dropped because they could not be reached (transport failures).
-    pub seeders_unreachable: u32,
+    /// Seeder sources dropped because they could not be reached (transport failures) or were
+    /// overloaded (`Busy` or `Refused` for the manifest).
+    pub seeders_unavailable: u32,
     /// A seeder answered that it does not know the object.
     pub seeder_denied: bool,
 }
@@ -173,7 +177,7 @@ impl<P: PeerRef> Fetch<P> {
             first_byte_at: None,
             unreachable_dropped: 0,
             near_wait_until: None,
-            seeders_unreachable: 0,
+            seeders_unavailable: 0,
             seeder_denied: false,
         }
     }
@@ -323,12 +327,13 @@ impl<P: PeerRef> Fetch<P> {
             return out;
         }
         let n = self.have.len();
-        // Rarity among peer sources (seeders excluded).
+        // Rarity among peer sources that may be asked now (seeders excluded): a chunk only a
+        // suspect or paused peer holds may go to a seeder.
         let mut rarity = vec![0u32; n];
         for s in self
             .sources
             .values()
-            .filter(|s| !s.is_seeder && !s.suspect())
+            .filter(|s| !s.is_seeder && !s.suspect() && s.busy_until <= now)
         {
             for (i, r) in rarity.iter_mut().enumerate() {
                 if s.has(i) {
@@ -466,6 +471,10 @@ impl<P: PeerRef> Fetch<P> {
                     let pause = BUSY_PAUSE_MS << s.busy_pauses.min(8);
                     s.busy_until = now + pause.min(BUSY_PAUSE_MAX_MS);
                     s.busy_pauses += 1;
+                    if !s.is_seeder && s.busy_pauses > MAX_BUSY_PAUSES_OF_A_PEER {
+                        self.sources.remove(peer);
+                        self.release(peer);
+                    }
                 }
             }
             ChunkOutcome::Failed => {
@@ -486,7 +495,7 @@ impl<P: PeerRef> Fetch<P> {
                 }
                 if unreachable || s.failures >= MAX_CONSECUTIVE_FAILURES {
                     if s.is_seeder {
-                        self.seeders_unreachable += 1;
+                        self.seeders_unavailable += 1;
                     }
                     self.sources.remove(peer);
                     self.release(peer);
@@ -538,7 +547,7 @@ impl<P: PeerRef> Fetch<P> {
     /// Why the fetch has no source left: no seeder knows the object, or the seeders could not
     /// be reached (and none said it does not know it).
     pub fn no_source_error(&self) -> FetchError {
-        if self.seeders_unreachable > 0 && !self.seeder_denied {
+        if self.seeders_unavailable > 0 && !self.seeder_denied {
             FetchError::SeedersUnreachable
         } else {
             FetchError::NoSource

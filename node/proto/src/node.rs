@@ -1217,6 +1217,9 @@ impl<P: PeerRef> Node<P> {
                         if let Some(s) = f.sources.get_mut(&peer) {
                             s.manifest_tried = s.failures >= 2;
                             s.failures += 1;
+                            if s.manifest_tried && s.is_seeder {
+                                f.seeders_unavailable += 1;
+                            }
                         }
                     }
                     // A partial holder may lack the manifest for a moment: keep it for chunks.
@@ -1225,7 +1228,9 @@ impl<P: PeerRef> Node<P> {
                     other => {
                         if f.sources.get(&peer).is_some_and(|s| s.is_seeder) {
                             match other {
-                                Err(RequestError::Unreachable) => f.seeders_unreachable += 1,
+                                Err(RequestError::Unreachable) | Ok(Response::Refused { .. }) => {
+                                    f.seeders_unavailable += 1
+                                }
                                 Ok(Response::NotFound) => f.seeder_denied = true,
                                 _ => {}
                             }
@@ -1913,9 +1918,22 @@ impl<P: PeerRef> Node<P> {
             if f.manifest.is_none()
                 && f.manifest_in_flight > 0
                 && f.manifest_in_flight < MAX_MANIFEST_REQUESTS
-                && f.has_manifest_candidate(f.seeders_asked())
             {
-                t = t.min(f.manifest_asked_at + self.cfg.timing.hedge_ms);
+                // The next hedge, when `drive_fetch` will have someone to send it to: a peer
+                // at once, a seeder only once a pending `Locate` had `hedge_ms` to answer.
+                let hedge = f.manifest_asked_at + self.cfg.timing.hedge_ms;
+                if f.has_manifest_candidate(false) {
+                    t = t.min(hedge);
+                } else if let Some(at) = f.seeders_asked_at
+                    && f.has_manifest_candidate(true)
+                {
+                    let seeders_allowed = if f.locates_pending == 0 {
+                        at
+                    } else {
+                        at + self.cfg.timing.hedge_ms
+                    };
+                    t = t.min(hedge.max(seeders_allowed));
+                }
             }
             if f.manifest.is_some() && f.sources.values().any(|s| s.chunks.is_some()) {
                 t = t.min(f.next_map_refresh);

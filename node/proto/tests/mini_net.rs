@@ -40,6 +40,8 @@ struct Net {
     busy: BTreeMap<u32, u32>,
     /// Chunk requests each node received.
     chunk_requests: BTreeMap<u32, u32>,
+    /// Nodes that answer every `GetManifest` with `Busy` (control overload).
+    manifest_busy: BTreeSet<u32>,
     manifests: Vec<BTreeMap<ObjectId, Manifest>>,
     queue: VecDeque<(u64, Ev)>,
     now: u64,
@@ -98,6 +100,7 @@ impl Net {
             refuse: BTreeSet::new(),
             busy: BTreeMap::new(),
             chunk_requests: BTreeMap::new(),
+            manifest_busy: BTreeSet::new(),
             manifests: vec![BTreeMap::new(); count],
             queue: VecDeque::new(),
             now: 0,
@@ -169,6 +172,12 @@ impl Net {
             Ev::Deliver { from, to, id, req } => {
                 let result = if !self.alive[to as usize] {
                     Err(nearcast_proto::RequestError::Unreachable)
+                } else if matches!(req, Request::GetManifest { .. })
+                    && self.manifest_busy.contains(&to)
+                {
+                    Ok(Response::Busy {
+                        alternatives: Vec::new(),
+                    })
                 } else if let Request::GetManifest { object } = &req {
                     Ok(match self.manifests[to as usize].get(object) {
                         Some(m) => Response::Manifest { bytes: m.encode() },
@@ -245,6 +254,15 @@ impl Net {
                     }
                     self.nodes[i].handle_timeout(self.now);
                     self.drain(i as u32);
+                    // A node asks for its next timeout later than the one it just handled;
+                    // one at or before `now` would have the driver call it in a busy loop.
+                    if let Some(next) = self.nodes[i].poll_timeout() {
+                        assert!(
+                            next > self.now,
+                            "node {i} asked for a timer at {next} right after handling one at {}",
+                            self.now
+                        );
+                    }
                 }
                 (None, None) => break,
             }
@@ -543,4 +561,34 @@ fn copies_from_an_earlier_session_are_told_to_the_seeder_and_found_through_it() 
         junk_holders.is_empty(),
         "an id the seeder does not serve is not indexed"
     );
+}
+
+#[test]
+fn a_peer_that_always_answers_busy_does_not_starve_the_fetch() {
+    let mut net = Net::new(4, false);
+    net.run_until(3_000);
+    let id = net.publish(object(CHUNK_SIZE as u64 * 4, 11));
+    net.fetch(1, id).expect("first holder");
+    // Node 1 (a complete holder, AS 64502) now refuses every chunk request: overloaded.
+    net.busy.insert(1, u32::MAX);
+    net.chunk_requests.clear();
+    // Node 4 is in node 1's AS: it learns node 1 as the nearest holder.
+    let t0 = net.now;
+    let bytes = net
+        .fetch(4, id)
+        .expect("the seeder, which has the object and is idle, serves it");
+    assert_eq!(seeder_bytes(&bytes), CHUNK_SIZE as u64 * 4);
+    assert!(net.now - t0 < 6_000, "took {} ms", net.now - t0);
+}
+
+#[test]
+fn an_overloaded_seeder_is_not_reported_as_not_knowing_the_object() {
+    let mut net = Net::new(3, false);
+    net.run_until(3_000);
+    let id = net.publish(object(CHUNK_SIZE as u64 * 2, 12));
+    net.manifest_busy.insert(0);
+    let t0 = net.now;
+    let error = net.fetch(2, id).expect_err("the seeder is overloaded");
+    assert!(error.contains("seeders could not be reached"), "{error}");
+    assert!(net.now - t0 < 30_000, "failed after {} ms", net.now - t0);
 }
