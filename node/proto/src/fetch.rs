@@ -327,13 +327,14 @@ impl<P: PeerRef> Fetch<P> {
             return out;
         }
         let n = self.have.len();
-        // Rarity among peer sources that may be asked now (seeders excluded): a chunk only a
-        // suspect or paused peer holds may go to a seeder.
+        // Rarity among peer sources (seeders excluded). A peer paused after `Busy` still
+        // counts: it is likely to serve a moment later, and the seeder should not take over
+        // at its first `Busy` (a peer that stays busy is dropped, see `on_chunk`).
         let mut rarity = vec![0u32; n];
         for s in self
             .sources
             .values()
-            .filter(|s| !s.is_seeder && !s.suspect() && s.busy_until <= now)
+            .filter(|s| !s.is_seeder && !s.suspect())
         {
             for (i, r) in rarity.iter_mut().enumerate() {
                 if s.has(i) {
