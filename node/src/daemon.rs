@@ -29,6 +29,9 @@ use crate::network::{Behaviour, BehaviourEvent, build_swarm, load_identity};
 use crate::peer::{NetPeer, contact_addr, parse_contact};
 use crate::settings::{Reachability, Settings, load_local_map};
 
+/// A failing store read is logged as a warning at most this often.
+const STORE_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 /// Lowest `--upload-limit`, bytes per second: below it a chunk would take longer to earn
 /// than a requester waits.
 const MIN_UPLOAD_LIMIT: u64 = 64 * 1024;
@@ -199,6 +202,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         protecting: HashMap::new(),
         fetch_started: HashMap::new(),
         bootstrap_warned: false,
+        store_warned_at: None,
         maps,
         reachable: settings.reachable,
         node_reachable: settings.reachable == Reachability::Yes,
@@ -297,6 +301,9 @@ struct Daemon {
     protecting: HashMap<FetchId, ObjectId>,
     fetch_started: HashMap<FetchId, Instant>,
     bootstrap_warned: bool,
+    /// When a failing store read was last logged as a warning (peers can ask for one per
+    /// message; the others go to debug).
+    store_warned_at: Option<Instant>,
     maps: MapKeeper,
     reachable: Reachability,
     node_reachable: bool,
@@ -872,7 +879,16 @@ impl Daemon {
             }
             Ok(None) => Response::NotFound,
             Err(e) => {
-                tracing::warn!(%object, error = %e, "stored manifest unreadable");
+                let quiet = self
+                    .store_warned_at
+                    .is_some_and(|at| at.elapsed() < STORE_WARNING_EVERY);
+                if quiet {
+                    tracing::debug!(%object, error = %e, "stored manifest unreadable");
+                } else {
+                    self.store_warned_at = Some(Instant::now());
+                    tracing::warn!(%object, error = %e,
+                        "stored manifest unreadable (further ones within a minute at debug level)");
+                }
                 Response::NotFound
             }
         }

@@ -31,6 +31,14 @@ use crate::seeding::Handouts;
 /// ASes whose attach candidates a node keeps at once (all are dropped when full).
 const MAX_ALTERNATIVES_CACHED: usize = 4096;
 
+/// How long a peer caught sending bad data (a corrupt chunk, a malformed message) stays banned.
+pub const BAN_MS: u64 = 24 * 3600 * 1000;
+/// Bans kept at once; beyond, the oldest ends early.
+pub const MAX_BANNED: usize = 65_536;
+/// Objects a supernode records (and indexes) per child from its `Have` reports.
+pub const MAX_OBJECTS_PER_CHILD: usize = 4 * MAX_HAVE;
+/// The same at a seeder, which takes thousands of children and is the index of last resort.
+pub const MAX_OBJECTS_PER_CHILD_AT_SEEDER: usize = 1024;
 /// Heartbeats a leaf leaves a supernode alone after it answered `Busy` (twice as long if the
 /// leaf has all the parents it wants).
 const BUSY_SUPERNODE_AVOIDED_HEARTBEATS: u64 = 4;
@@ -222,6 +230,8 @@ pub struct Node<P: PeerRef> {
     promote_at: Option<u64>,
     promote_asked: bool,
     banned: BTreeSet<P>,
+    /// The bans in the order given, with when each ends (see [`BAN_MS`], [`MAX_BANNED`]).
+    ban_ends: VecDeque<(u64, P)>,
     stats: NodeStats,
     maps: MapSync,
     /// When our holdings are next told to their seeders.
@@ -288,6 +298,7 @@ impl<P: PeerRef> Node<P> {
             promote_at: None,
             promote_asked: false,
             banned: BTreeSet::new(),
+            ban_ends: VecDeque::new(),
             stats: NodeStats::default(),
             maps: MapSync::new(cfg.follow_published_asmap),
             next_holding_tell: 0,
@@ -433,6 +444,9 @@ impl<P: PeerRef> Node<P> {
         if self.holdings.remove(&object) {
             self.have_removed.push(object);
             self.have_added.retain(|o| o != &object);
+            // A server indexes its own copies (for `Locate`): not any more.
+            let own = self.cfg.own.peer.clone();
+            self.holders.remove(&object, &own);
         }
     }
 
@@ -671,7 +685,7 @@ impl<P: PeerRef> Node<P> {
         outcome: ChunkOutcome,
     ) {
         if outcome == ChunkOutcome::Corrupt {
-            self.ban(peer);
+            self.ban(now, peer);
         }
         let Some(f) = self.fetches.get_mut(&fetch) else {
             return;
@@ -680,10 +694,16 @@ impl<P: PeerRef> Node<P> {
         self.drive_fetch(now, fetch);
     }
 
-    fn ban(&mut self, peer: &P) {
+    fn ban(&mut self, now: u64, peer: &P) {
         if self.banned.insert(peer.clone()) {
             self.stats.bans += 1;
             self.outputs.push_back(Output::Ban { peer: peer.clone() });
+            self.ban_ends.push_back((now + BAN_MS, peer.clone()));
+            if self.ban_ends.len() > MAX_BANNED
+                && let Some((_, oldest)) = self.ban_ends.pop_front()
+            {
+                self.banned.remove(&oldest);
+            }
         }
         for f in self.fetches.values_mut() {
             f.drop_source(peer);
@@ -864,13 +884,32 @@ impl<P: PeerRef> Node<P> {
                         c.objects.remove(at);
                     }
                 }
+                // Indexed only as far as the child's own list records it, so that everything
+                // indexed for a child goes when it does; a seeder indexes only its own objects
+                // (made-up ids cannot fill its index), and fewer per child (it takes thousands).
+                let seeder = self.role == Role::Seeder;
+                let most = if seeder {
+                    MAX_OBJECTS_PER_CHILD_AT_SEEDER
+                } else {
+                    MAX_OBJECTS_PER_CHILD
+                };
                 for o in added {
-                    self.holders.add(o, contact.clone(), asn, true, u64::MAX);
-                    if let Some(c) = self.children.get_mut(from)
-                        && c.objects.len() < 4 * MAX_HAVE
-                        && let Err(at) = c.objects.binary_search(&o)
-                    {
-                        c.objects.insert(at, o);
+                    if seeder && !self.holdings.contains(&o) {
+                        continue;
+                    }
+                    let Some(c) = self.children.get_mut(from) else {
+                        break;
+                    };
+                    let recorded = match c.objects.binary_search(&o) {
+                        Ok(_) => true,
+                        Err(at) if c.objects.len() < most => {
+                            c.objects.insert(at, o);
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                    if recorded {
+                        self.holders.add(o, contact.clone(), asn, true, u64::MAX);
                     }
                 }
                 Response::Ack
@@ -1131,7 +1170,7 @@ impl<P: PeerRef> Node<P> {
             return;
         };
         if let Err(RequestError::Malformed) = &result {
-            self.ban(&peer);
+            self.ban(now, &peer);
         }
         match what {
             Pending::Lookup(lid) => self.on_lookup_response(now, lid, &peer, result),
@@ -1208,7 +1247,7 @@ impl<P: PeerRef> Node<P> {
                                 });
                             }
                             Err(_) => {
-                                self.ban(&peer);
+                                self.ban(now, &peer);
                             }
                         }
                     }
@@ -1978,6 +2017,15 @@ impl<P: PeerRef> Node<P> {
 
     fn maintain(&mut self, now: u64) {
         let hb = self.cfg.timing.heartbeat_ms;
+        while let Some((end, _)) = self.ban_ends.front()
+            && *end <= now
+        {
+            if let Some((_, peer)) = self.ban_ends.pop_front() {
+                self.banned.remove(&peer);
+            }
+        }
+        // An announcement whose time has passed means the same as none.
+        self.announced.retain(|_, next| *next > now);
         self.refused.retain(|_, until| *until > now);
         self.supernodes.retain(|_, (_, until)| *until > now);
         // Children silent for three heartbeats are gone.
