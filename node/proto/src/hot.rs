@@ -21,6 +21,8 @@ pub struct HotSet {
     half_life_ms: u64,
     threshold: f64,
     counts: BTreeMap<ObjectId, Count>,
+    /// No sweep before this instant (one every half-life is enough).
+    next_sweep: u64,
 }
 
 impl HotSet {
@@ -29,6 +31,7 @@ impl HotSet {
             half_life_ms: half_life_ms.max(1),
             threshold,
             counts: BTreeMap::new(),
+            next_sweep: 0,
         }
     }
 
@@ -59,6 +62,32 @@ impl HotSet {
             .get(object)
             .map(|c| self.decayed(*c, now))
             .unwrap_or(0.0)
+    }
+
+    /// Forgets objects whose count decayed below a sixteenth of the threshold: they are as
+    /// good as never requested, and a node that keeps them grows with everything it ever
+    /// fetched or served (up to [`MAX_TRACKED`]).
+    pub fn sweep(&mut self, now: u64) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + self.half_life_ms;
+        let floor = self.threshold / 16.0;
+        let half_life = self.half_life_ms as f64;
+        self.counts.retain(|_, c| {
+            let dt = now.saturating_sub(c.at) as f64;
+            c.value * (0.5f64).powf(dt / half_life) >= floor
+        });
+    }
+
+    /// Objects tracked.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Whether no object is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
     }
 
     pub fn is_hot(&self, object: &ObjectId, now: u64) -> bool {
@@ -105,5 +134,21 @@ mod tests {
         for i in 0..10 {
             assert!(!h.record(cold, i * 10_000));
         }
+    }
+
+    #[test]
+    fn cold_objects_are_forgotten() {
+        let mut h = HotSet::new(1000, 2.5);
+        for i in 0..100u8 {
+            h.record(ObjectId([i; 32]), 0);
+        }
+        h.record(ObjectId([200; 32]), 4_000);
+        h.record(ObjectId([200; 32]), 4_000);
+        h.record(ObjectId([200; 32]), 4_000);
+        // Four half-lives later the single requests are at 1/16, under a sixteenth of the
+        // threshold; the object requested three times just now stays.
+        h.sweep(4_000);
+        assert_eq!(h.len(), 1);
+        assert!(h.is_hot(&ObjectId([200; 32]), 4_000));
     }
 }

@@ -1713,7 +1713,12 @@ impl<P: PeerRef> Node<P> {
     }
 
     fn finish_lookup(&mut self, now: u64, lid: u64) {
-        let Some(l) = self.lookups.remove(&lid) else {
+        let removed = self.lookups.remove(&lid);
+        if self.lookups.is_empty() {
+            // A `BTreeMap` keeps its root node after the last entry goes: free it.
+            self.lookups = BTreeMap::new();
+        }
+        let Some(l) = removed else {
             return;
         };
         self.stats.lookups_done += 1;
@@ -2037,6 +2042,7 @@ impl<P: PeerRef> Node<P> {
         }
         // An announcement whose time has passed means the same as none.
         self.announced.retain(|_, next| *next > now);
+        self.hot.sweep(now);
         self.refused.retain(|_, until| *until > now);
         self.supernodes.retain(|_, (_, until)| *until > now);
         // Children silent for three heartbeats are gone.
