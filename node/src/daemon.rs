@@ -116,10 +116,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     cfg.upload_bytes_per_s = settings.upload_limit as f64;
     cfg.follow_published_asmap = local_map.is_none();
     cfg.timing.asmap_check_ms = settings.asmap_check.as_millis().max(1) as u64;
-    if settings.role == Role::Seeder && settings.upload_limit == u64::MAX {
-        cfg.upload_bytes_per_s = f64::MAX / 8.0;
-    }
     if settings.role == Role::Seeder {
+        if settings.upload_limit == u64::MAX {
+            cfg.upload_bytes_per_s = f64::MAX / 8.0;
+        }
         cfg.control_per_s = 20_000.0;
         cfg.max_children = SEEDER_MAX_CHILDREN;
     }

@@ -146,9 +146,9 @@ pub struct Fetch<P> {
     pub unreachable_dropped: u32,
     /// Chunks wait until then for a pending `Locate` that may name a holder in our AS.
     pub near_wait_until: Option<u64>,
-    /// Seeder sources dropped because they could not be reached (transport failures) or were
+    /// A seeder source was dropped because it could not be reached (transport failures) or was
     /// overloaded (`Busy` or `Refused` for the manifest).
-    pub seeders_unavailable: u32,
+    pub seeder_unavailable: bool,
     /// A seeder answered that it does not know the object.
     pub seeder_denied: bool,
 }
@@ -177,7 +177,7 @@ impl<P: PeerRef> Fetch<P> {
             first_byte_at: None,
             unreachable_dropped: 0,
             near_wait_until: None,
-            seeders_unavailable: 0,
+            seeder_unavailable: false,
             seeder_denied: false,
         }
     }
@@ -496,7 +496,7 @@ impl<P: PeerRef> Fetch<P> {
                 }
                 if unreachable || s.failures >= MAX_CONSECUTIVE_FAILURES {
                     if s.is_seeder {
-                        self.seeders_unavailable += 1;
+                        self.seeder_unavailable = true;
                     }
                     self.sources.remove(peer);
                     self.release(peer);
@@ -548,7 +548,7 @@ impl<P: PeerRef> Fetch<P> {
     /// Why the fetch has no source left: no seeder knows the object, or the seeders could not
     /// be reached (and none said it does not know it).
     pub fn no_source_error(&self) -> FetchError {
-        if self.seeders_unavailable > 0 && !self.seeder_denied {
+        if self.seeder_unavailable && !self.seeder_denied {
             FetchError::SeedersUnreachable
         } else {
             FetchError::NoSource

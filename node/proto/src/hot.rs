@@ -81,13 +81,9 @@ impl HotSet {
     }
 
     /// Objects tracked.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.counts.len()
-    }
-
-    /// Whether no object is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
     }
 
     pub fn is_hot(&self, object: &ObjectId, now: u64) -> bool {

@@ -28,6 +28,17 @@ use crate::rng::Rng;
 use crate::routing::RoutingTable;
 use crate::seeding::Handouts;
 
+/// Removes `key` from `map`, and frees the map's root node once it is empty: a `BTreeMap`
+/// keeps its root after the last entry goes, and for maps of large values (fetches, lookups)
+/// in a million simulated nodes that each used one once, that is gigabytes held for nothing.
+fn remove_freeing<K: Ord, V>(map: &mut BTreeMap<K, V>, key: &K) -> Option<V> {
+    let v = map.remove(key);
+    if map.is_empty() {
+        *map = BTreeMap::new();
+    }
+    v
+}
+
 /// ASes whose attach candidates a node keeps at once (all are dropped when full).
 const MAX_ALTERNATIVES_CACHED: usize = 4096;
 
@@ -1257,7 +1268,7 @@ impl<P: PeerRef> Node<P> {
                             s.manifest_tried = s.failures >= 2;
                             s.failures += 1;
                             if s.manifest_tried && s.is_seeder {
-                                f.seeders_unavailable += 1;
+                                f.seeder_unavailable = true;
                             }
                         }
                     }
@@ -1268,7 +1279,7 @@ impl<P: PeerRef> Node<P> {
                         if f.sources.get(&peer).is_some_and(|s| s.is_seeder) {
                             match other {
                                 Err(RequestError::Unreachable) | Ok(Response::Refused { .. }) => {
-                                    f.seeders_unavailable += 1
+                                    f.seeder_unavailable = true
                                 }
                                 Ok(Response::NotFound) => f.seeder_denied = true,
                                 _ => {}
@@ -1522,15 +1533,8 @@ impl<P: PeerRef> Node<P> {
         }
     }
 
-    /// Removes a fetch. The map is replaced once empty: a `BTreeMap` keeps its (large, since
-    /// fetches are stored inline) root node after its last entry goes, which for a million
-    /// simulated nodes that each fetched once is gigabytes held for nothing.
     fn take_fetch(&mut self, fid: FetchId) -> Option<Fetch<P>> {
-        let f = self.fetches.remove(&fid);
-        if self.fetches.is_empty() {
-            self.fetches = BTreeMap::new();
-        }
-        f
+        remove_freeing(&mut self.fetches, &fid)
     }
 
     fn finish_fetch(&mut self, now: u64, fid: FetchId, f: Fetch<P>) {
@@ -1713,12 +1717,7 @@ impl<P: PeerRef> Node<P> {
     }
 
     fn finish_lookup(&mut self, now: u64, lid: u64) {
-        let removed = self.lookups.remove(&lid);
-        if self.lookups.is_empty() {
-            // A `BTreeMap` keeps its root node after the last entry goes: free it.
-            self.lookups = BTreeMap::new();
-        }
-        let Some(l) = removed else {
+        let Some(l) = remove_freeing(&mut self.lookups, &lid) else {
             return;
         };
         self.stats.lookups_done += 1;

@@ -571,7 +571,6 @@ fn a_peer_that_always_answers_busy_does_not_starve_the_fetch() {
     net.fetch(1, id).expect("first holder");
     // Node 1 (a complete holder, AS 64502) now refuses every chunk request: overloaded.
     net.busy.insert(1, u32::MAX);
-    net.chunk_requests.clear();
     // Node 4 is in node 1's AS: it learns node 1 as the nearest holder.
     let t0 = net.now;
     let bytes = net
