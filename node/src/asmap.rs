@@ -171,7 +171,12 @@ impl MapKeeper {
 /// Reads a map object from the store (every chunk verified) and decodes it (checksum too).
 fn decode(store: &Store, object: &ObjectId) -> Result<AsMap, String> {
     let bytes = store.read_object(object).map_err(|e| e.to_string())?;
-    AsMap::from_bytes(&bytes).map_err(|e| e.to_string())
+    let map = AsMap::from_bytes(&bytes).map_err(|e| e.to_string())?;
+    if map.prefix_count() == 0 {
+        // It would turn proximity by AS off for every peer that follows the seeders.
+        return Err("the map holds no IP ranges".into());
+    }
+    Ok(map)
 }
 
 #[cfg(test)]
@@ -199,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn installs_keeps_restores_and_rejects_a_corrupt_map() {
+    fn installs_keeps_restores_and_rejects_a_corrupt_or_empty_map() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("store"), None).expect("store");
         let mut keeper = MapKeeper::new(dir.path());
@@ -242,6 +247,24 @@ mod tests {
         assert!(!store.contains(&bad), "the bad object is dropped");
         let recorded = std::fs::read_to_string(dir.path().join(ID_FILE)).expect("id file");
         assert_eq!(recorded.trim(), good.to_string());
+
+        // A newer map without a single range (an empty table published by mistake): rejected
+        // the same way, so proximity by AS is not switched off.
+        let empty = store
+            .add_bytes(&AsMap::empty().with_built(300).to_bytes(), MEDIA_TYPE)
+            .expect("add");
+        store.unpin(&empty).expect("unpin");
+        keeper.fetching(
+            FetchId(3),
+            AsMapRef {
+                object: empty,
+                built: 300,
+            },
+        );
+        keeper.fetch_ended(30, FetchId(3), true, &store, &mut n);
+        assert_eq!(n.asmap().current(), Some(offer), "old map kept");
+        assert_eq!(n.locality().own_asn(), Some(64501));
+        assert!(!store.contains(&empty), "the empty map is dropped");
 
         // After a restart the recorded map is back before anything else.
         let mut fresh = node();

@@ -34,7 +34,7 @@ pub fn chunk_protocol() -> StreamProtocol {
     StreamProtocol::new(CHUNK_PROTOCOL)
 }
 
-/// Loads the node's identity from `DIR/identity.key`, creating it on first start.
+/// Loads the node's identity from `DIR/identity.key`, creating it (mode 0600) on first start.
 pub fn load_identity(data: &Path) -> anyhow::Result<Keypair> {
     let path = data.join("identity.key");
     match std::fs::read(&path) {
@@ -48,7 +48,13 @@ pub fn load_identity(data: &Path) -> anyhow::Result<Keypair> {
             let tmp = data.join("identity.key.tmp");
             {
                 use std::io::Write;
-                let mut f = std::fs::File::create(&tmp)
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true);
+                // The private key: readable by its owner only.
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut f = options
+                    .open(&tmp)
                     .with_context(|| format!("creating {}", tmp.display()))?;
                 f.write_all(&bytes)?;
                 f.sync_all()?;
@@ -105,4 +111,26 @@ pub fn build_swarm(key: Keypair, max_connections: u32) -> anyhow::Result<Swarm<B
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
     Ok(swarm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_survives_and_only_its_owner_reads_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = load_identity(dir.path()).expect("create");
+        let again = load_identity(dir.path()).expect("load");
+        assert_eq!(first.public(), again.public());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("identity.key"))
+                .expect("key file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+        }
+    }
 }

@@ -110,6 +110,7 @@ pub fn load_local_map(
         // The error names the file and the fault; the file error's source is not repeated.
         let map = nearcast_asmap::load_map_file(path)
             .map_err(|e| anyhow::anyhow!("cannot load proximity map {e}"))?;
+        refuse_empty(&map, path)?;
         tracing::info!(file = %path.display(), built = map.built(), prefixes = map.prefix_count(), "proximity map loaded");
         return Ok(Some(Arc::new(map)));
     }
@@ -127,8 +128,21 @@ pub fn load_local_map(
     let map = AsMap::from_ranges_csv(std::io::BufReader::new(file))
         .with_context(|| format!("AS table {} is malformed", path.display()))?
         .with_built(built);
+    refuse_empty(&map, path)?;
     tracing::info!(file = %path.display(), prefixes = map.prefix_count(), "AS table loaded");
     Ok(Some(Arc::new(map)))
+}
+
+/// A map without a single IP range would place every address in no AS. A seeder would publish
+/// it, and peers would prefer it over any older map, so proximity by AS would be lost across the
+/// whole network (an empty or truncated download is the usual cause).
+fn refuse_empty(map: &AsMap, path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        map.prefix_count() > 0,
+        "{} holds no IP ranges: refusing an empty proximity map",
+        path.display()
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -152,5 +166,26 @@ mod tests {
             Some(Duration::from_millis(500))
         );
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn an_empty_proximity_map_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty.csv");
+        std::fs::write(&empty, "").expect("write");
+        let header = dir.path().join("header.csv");
+        std::fs::write(&header, "first_ip,last_ip,asn\n").expect("write");
+        let binary = dir.path().join("empty.map");
+        std::fs::write(&binary, AsMap::empty().to_bytes()).expect("write");
+        for path in [&empty, &header] {
+            let e = load_local_map(Some(path), None).expect_err("empty table accepted");
+            assert!(e.to_string().contains("holds no IP ranges"), "{e}");
+        }
+        let e = load_local_map(None, Some(&binary)).expect_err("empty map accepted");
+        assert!(e.to_string().contains("holds no IP ranges"), "{e}");
+        let good = dir.path().join("good.csv");
+        std::fs::write(&good, "127.1.0.0,127.1.0.255,64501\n").expect("write");
+        let map = load_local_map(Some(&good), None).expect("good table");
+        assert_eq!(map.map(|m| m.prefix_count()), Some(1));
     }
 }
