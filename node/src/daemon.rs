@@ -25,7 +25,9 @@ use crate::asmap::{AsMapStatus, MapKeeper};
 use crate::chunks::{AdmitQuery, fetch_chunk, serve_chunks};
 use crate::gateway::{self, Command, FetchReport, StatusReport};
 use crate::metrics::Metrics;
-use crate::network::{Behaviour, BehaviourEvent, build_swarm, load_identity};
+use crate::network::{
+    Behaviour, BehaviourEvent, build_swarm, ensure_unused, load_identity, lock_data_dir,
+};
 use crate::peer::{NetPeer, contact_addr, parse_contact};
 use crate::settings::{Reachability, Settings, load_local_map};
 
@@ -59,6 +61,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("cannot create data directory {}", settings.data.display()))?;
+    let _data_lock = lock_data_dir(&settings.data)?;
     // A peer's cache need not fsync every chunk: a chunk lost to a power cut is detected on
     // read and fetched again. A seeder's published content is always synced.
     let options = StoreOptions {
@@ -83,6 +86,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     println!("peer id: {local_peer}");
 
     for addr in &settings.listen {
+        ensure_unused(addr)?;
         swarm
             .listen_on(addr.clone())
             .with_context(|| format!("cannot listen on {addr}"))?;

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    StreamProtocol, Swarm, autonat, connection_limits, identify, noise, ping, request_response,
-    tcp, yamux,
+    Multiaddr, StreamProtocol, Swarm, autonat, connection_limits, identify, noise, ping,
+    request_response, tcp, yamux,
 };
 use nearcast_proto::message::{CHUNK_PROTOCOL, CONTROL_PROTOCOL};
 
@@ -64,6 +65,60 @@ pub fn load_identity(data: &Path) -> anyhow::Result<Keypair> {
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+/// Locks `DIR/lock` for as long as the returned file is open: two daemons on one data directory
+/// would share an identity and overwrite each other's store.
+pub fn lock_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data directory {} is in use by another running daemon",
+            data.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Fails if a fixed TCP or UDP port in `addr` is already bound. libp2p binds its listeners with
+/// `SO_REUSEPORT`, so a second daemon on a taken port would start and silently share the
+/// incoming connections with the first; a plain bind refuses instead.
+pub fn ensure_unused(addr: &Multiaddr) -> anyhow::Result<()> {
+    let mut ip = None;
+    for proto in addr.iter() {
+        let port = match proto {
+            Protocol::Ip4(a) => {
+                ip = Some(std::net::IpAddr::V4(a));
+                continue;
+            }
+            Protocol::Ip6(a) => {
+                ip = Some(std::net::IpAddr::V6(a));
+                continue;
+            }
+            Protocol::Tcp(port) | Protocol::Udp(port) if port != 0 => port,
+            _ => continue,
+        };
+        let Some(ip) = ip else { continue };
+        let taken = match proto {
+            Protocol::Tcp(_) => std::net::TcpListener::bind((ip, port)).err(),
+            _ => std::net::UdpSocket::bind((ip, port)).err(),
+        };
+        if let Some(e) = taken
+            && e.kind() == std::io::ErrorKind::AddrInUse
+        {
+            anyhow::bail!("cannot listen on {addr}: address already in use");
+        }
+    }
+    Ok(())
 }
 
 /// Builds the swarm.

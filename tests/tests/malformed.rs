@@ -351,6 +351,8 @@ fn bad_config_and_dead_bootstrap() {
         let garbage_table = h.path().join("garbage-as.csv");
         fs::write(&garbage_table, "this,is,not\nan,as,table,at,all\n1.2.3.4\n")?;
         let missing = h.path().join("no-such-as-table.csv");
+        let empty_table = h.path().join("empty-as.csv");
+        fs::write(&empty_table, "")?;
         // A dead bootstrap address (a seeder that was there and is gone).
         let (gone, gone_id) = {
             let s = h.seeder(Spec::new("gone-seeder", "127.3.0.9"))?;
@@ -410,6 +412,18 @@ fn bad_config_and_dead_bootstrap() {
                 false,
                 peer_args(&[("--as-table", garbage_table.display().to_string())]),
                 "garbage-as".into(),
+            ),
+            (
+                "peer: --as-table is empty",
+                false,
+                peer_args(&[("--as-table", empty_table.display().to_string())]),
+                "holds no IP ranges".into(),
+            ),
+            (
+                "seeder: --as-table is empty (it would publish an empty map)",
+                true,
+                seeder_args(&[("--as-table", empty_table.display().to_string())]),
+                "holds no IP ranges".into(),
             ),
             (
                 "peer: malformed --listen",
@@ -577,6 +591,68 @@ fn bad_config_and_dead_bootstrap() {
                 p.status().map(|_| ()),
             );
         }
+        // A second daemon on a running one's data directory, or on its TCP port: refused with a
+        // clear error (libp2p listens with SO_REUSEPORT, so the port would otherwise be shared).
+        let running =
+            h.peer(Spec::new("in-use", "127.3.0.3").bootstrap(std::slice::from_ref(&gone)))?;
+        let other_ip: std::net::IpAddr = "127.3.0.4".parse()?;
+        let fresh = h.path().join("in-use-second");
+        let taken_port = tcp_of(&running.addr())
+            .and_then(|a| {
+                a.split_once(':')
+                    .map(|(ip, port)| format!("/ip4/{ip}/tcp/{port}"))
+            })
+            .context("the running peer's TCP address")?;
+        let second = |data: &std::path::Path, listen: String| -> Vec<OsString> {
+            [
+                "run".into(),
+                "--data".into(),
+                data.as_os_str().to_owned(),
+                "--listen".into(),
+                listen.into(),
+                "--gateway".into(),
+                format!("{other_ip}:{}", free_port(other_ip).unwrap_or(7482)).into(),
+                "--bootstrap".into(),
+                gone.clone().into(),
+            ]
+            .to_vec()
+        };
+        let own_listen = format!(
+            "/ip4/{other_ip}/tcp/{}",
+            free_port(other_ip).unwrap_or(4002)
+        );
+        for (what, args, mention) in [
+            (
+                "second daemon on a data directory in use",
+                second(&running.data, own_listen),
+                "in use",
+            ),
+            (
+                "second daemon on a TCP port in use",
+                second(&fresh, taken_port.clone()),
+                "already in use",
+            ),
+        ] {
+            match run_cmd(&h.bins.nearcast, &args, &[], Duration::from_secs(20)) {
+                Ok(out) => c.check(
+                    !out.status.success()
+                        && clear_error(&out.stderr)
+                        && out.stderr.contains(mention)
+                        && out.elapsed < Duration::from_secs(10),
+                    format!(
+                        "{what}: exit {} in {:?}, message {:?}",
+                        out.status,
+                        out.elapsed,
+                        out.stderr.trim().chars().take(300).collect::<String>()
+                    ),
+                ),
+                Err(e) => c.check(false, format!("{what}: {e:#}")),
+            }
+        }
+        c.step(
+            "the running daemon still answers /status",
+            running.status().map(|_| ()),
+        );
         let _ = seeder_data;
         c.finish()
     });
