@@ -469,6 +469,9 @@ impl Daemon {
             Command::Forget { object } => {
                 self.node.object_removed(object);
             }
+            Command::ReaderWaits { object, index } => {
+                self.node.reader_waits(now, object, index);
+            }
             Command::Status { reply } => {
                 let s = self.node.status();
                 let usage = self.store.usage();

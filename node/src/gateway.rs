@@ -32,6 +32,9 @@ pub enum Command {
     Status {
         reply: oneshot::Sender<StatusReport>,
     },
+    /// A response body waits for chunk `index` of `object`, which a fetch is bringing: fetch it
+    /// (and the next few) first.
+    ReaderWaits { object: ObjectId, index: u32 },
 }
 
 /// Outcome of a fetch, for the gateway.
@@ -488,7 +491,7 @@ fn stream_body(
                 return None;
             }
             let index = (pos / piece) as u32;
-            if let Err(e) = wait_for_chunk(&store, object, index, &mut fetch).await {
+            if let Err(e) = wait_for_chunk(&store, &commands, object, index, &mut fetch).await {
                 return Some((Err(e), (u64::MAX, None)));
             }
             let n = (piece - pos % piece).min(end + 1 - pos);
@@ -513,10 +516,12 @@ fn stream_body(
 /// fetch has ended well every chunk is stored; if it failed, so does the wait.
 async fn wait_for_chunk(
     store: &Arc<Store>,
+    commands: &mpsc::Sender<Command>,
     object: ObjectId,
     index: u32,
     fetch: &mut Option<oneshot::Receiver<FetchReport>>,
 ) -> std::io::Result<()> {
+    let mut told = false;
     while let Some(rx) = fetch {
         let s = store.clone();
         if tokio::task::spawn_blocking(move || s.has_chunk(&object, index))
@@ -524,6 +529,11 @@ async fn wait_for_chunk(
             .unwrap_or(false)
         {
             return Ok(());
+        }
+        if !told {
+            // A full queue only loses the hint: the fetch goes on rarest first.
+            let _ = commands.try_send(Command::ReaderWaits { object, index });
+            told = true;
         }
         tokio::select! {
             report = &mut *rx => {

@@ -48,3 +48,79 @@ fn a_rate_limited_seeder_is_waited_for() {
         c.finish()
     });
 }
+
+/// A reader of an object still arriving (a player seeking, a `Range` request) is served ahead
+/// of the rest: the chunk it waits for, and the few after it, are fetched first. Four ranges
+/// spread over the object, asked one after the other while the whole object comes from the
+/// rate-limited seeder, are all answered long before the object is complete. Fetched rarest
+/// first from a random start, as before, the last of them waited for most of the object.
+#[test]
+fn a_reader_waiting_on_a_chunk_is_served_first() {
+    // Larger than the gateway's whole-read size (16 MiB), so that it streams the object while
+    // it arrives: 8 MiB of burst, then 6 s at the limit.
+    const LIMIT: usize = 2 * 1024 * 1024;
+    const CHUNKS: usize = 80;
+    run_test("a_reader_waiting_on_a_chunk_is_served_first", |h| {
+        let mut c = Checks::new();
+        let seeder = h.seeder(
+            Spec::new("seeder", "127.9.0.1")
+                .arg("--upload-limit")
+                .arg(&LIMIT.to_string()),
+        )?;
+        let p = h.peer(Spec::new("p1", "127.1.0.1").bootstrap(&[seeder.addr()]))?;
+        c.step("p1 attached", p.wait_attached(Duration::from_secs(25)));
+        let big = image("seek.mp4", 78, CHUNKS * CHUNK);
+        let id = h
+            .publish_objects(&seeder, "content", std::slice::from_ref(&big))?
+            .remove(0);
+        let start = Instant::now();
+        let (whole, ranges) = std::thread::scope(|s| {
+            let whole = s.spawn(|| p.fetch_ok(&id, &big.bytes).map(|_| start.elapsed()));
+            std::thread::sleep(Duration::from_millis(200));
+            let mut ranges = Ok(Duration::ZERO);
+            for chunk in [20, 40, 60, CHUNKS - 1] {
+                let from = chunk * CHUNK + 1000;
+                let to = from + 999;
+                let r = p.http_get(
+                    &format!("/o/{id}"),
+                    &[("Range", &format!("bytes={from}-{to}"))],
+                    Duration::from_secs(60),
+                );
+                match r {
+                    Ok(r) if r.status == 206 && r.body == big.bytes[from..=to] => {
+                        ranges = Ok(start.elapsed());
+                    }
+                    Ok(r) => {
+                        ranges = Err(anyhow::anyhow!(
+                            "bytes={from}-{to}: status {}, {} bytes (right bytes: {})",
+                            r.status,
+                            r.body.len(),
+                            r.body == big.bytes[from..=to]
+                        ));
+                        break;
+                    }
+                    Err(e) => {
+                        ranges = Err(e);
+                        break;
+                    }
+                }
+            }
+            (whole.join(), ranges)
+        });
+        let whole = match whole {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!("the fetching thread panicked")),
+        };
+        match (whole, ranges) {
+            (Ok(whole), Ok(ranges)) => c.check(
+                ranges.as_secs_f64() < 0.4 * whole.as_secs_f64(),
+                format!("four ranges answered after {ranges:?}, the whole object after {whole:?}"),
+            ),
+            (whole, ranges) => c.check(
+                false,
+                format!("whole object: {whole:?}; ranges: {ranges:?}"),
+            ),
+        }
+        c.finish()
+    });
+}

@@ -32,6 +32,9 @@ pub const SEEDER_WINDOW_BESIDE_PEERS: u32 = 2;
 /// Sources one fetch keeps track of: holders named by peers (lookups, peer exchange) beyond
 /// this are ignored, so a peer cannot grow a fetch without bound. Seeders always join.
 pub const MAX_SOURCES: usize = 128;
+/// While a reader waits at chunk `i` (a gateway streaming the object as it arrives), chunks
+/// `i..i + STREAM_AHEAD_CHUNKS` are requested in order before any other (rarest first).
+pub const STREAM_AHEAD_CHUNKS: usize = 8;
 
 /// Identifies a fetch started by the driver.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -151,6 +154,8 @@ pub struct Fetch<P> {
     pub seeder_unavailable: bool,
     /// A seeder answered that it does not know the object.
     pub seeder_denied: bool,
+    /// The chunk a reader of the object waits for (see [`STREAM_AHEAD_CHUNKS`]).
+    pub reader_at: Option<u32>,
 }
 
 impl<P: PeerRef> Fetch<P> {
@@ -179,6 +184,7 @@ impl<P: PeerRef> Fetch<P> {
             near_wait_until: None,
             seeder_unavailable: false,
             seeder_denied: false,
+            reader_at: None,
         }
     }
 
@@ -400,18 +406,21 @@ impl<P: PeerRef> Fetch<P> {
                     break;
                 }
                 let is_seeder = s.is_seeder;
-                let mut best: Option<(u32, usize)> = None;
-                for k in 0..n {
-                    let i = (start + k) % n;
-                    if taken[i] || !s.has(i) {
-                        continue;
-                    }
-                    // Seeders only supply what no peer source has (while the list is trusted).
-                    if is_seeder && rarity[i] > 0 && !distrust {
-                        continue;
-                    }
-                    if best.is_none_or(|(r, _)| rarity[i] < r) {
-                        best = Some((rarity[i], i));
+                // Seeders only supply what no peer source has (while the list is trusted).
+                let may_take =
+                    |i: usize| !taken[i] && s.has(i) && !(is_seeder && rarity[i] > 0 && !distrust);
+                // The chunks a reader waits for come first, in order; then the rarest.
+                let mut best: Option<(u32, usize)> = self
+                    .reader_at
+                    .map(|at| at as usize)
+                    .and_then(|at| (at..n.min(at + STREAM_AHEAD_CHUNKS)).find(|&i| may_take(i)))
+                    .map(|i| (0, i));
+                if best.is_none() {
+                    for k in 0..n {
+                        let i = (start + k) % n;
+                        if may_take(i) && best.is_none_or(|(r, _)| rarity[i] < r) {
+                            best = Some((rarity[i], i));
+                        }
                     }
                 }
                 let Some((_, i)) = best else { break };
@@ -629,6 +638,55 @@ mod tests {
 
     fn two_chunk_fetch() -> Fetch<u32> {
         fetch_of(2 * CHUNK_SIZE as u64)
+    }
+
+    #[test]
+    fn the_chunks_a_reader_waits_for_go_first_in_order() {
+        // 40 chunks, one peer holding all; a reader waits at chunk 21.
+        let mut f = fetch_of(40 * CHUNK_SIZE as u64);
+        f.add_source(contact(1), near(1), false, true);
+        f.reader_at = Some(21);
+        let mut rng = Rng::new(7);
+        let picked: Vec<u32> = f
+            .schedule(0, 4, &mut rng)
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
+        assert_eq!(picked, vec![21, 22, 23, 24]);
+        // Past the look-ahead the fetch goes on as before (not strictly in order).
+        f.on_chunk(
+            10,
+            &1,
+            21,
+            ChunkOutcome::Stored {
+                bytes: CHUNK_SIZE as u64,
+            },
+        );
+        let next: Vec<u32> = f
+            .schedule(10, 4, &mut rng)
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
+        assert_eq!(next, vec![25]);
+        // Near the end, the look-ahead stops at the last chunk.
+        f.reader_at = Some(38);
+        for i in [22, 23, 24, 25] {
+            f.on_chunk(
+                20,
+                &1,
+                i,
+                ChunkOutcome::Stored {
+                    bytes: CHUNK_SIZE as u64,
+                },
+            );
+        }
+        let tail: Vec<u32> = f
+            .schedule(20, 3, &mut rng)
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
+        assert_eq!(&tail[..2], &[38, 39]);
+        assert!(tail[2] < 38);
     }
 
     #[test]

@@ -514,6 +514,23 @@ impl<P: PeerRef> Node<P> {
         self.start_fetch_from(now, object, None)
     }
 
+    /// A reader of `object` (a gateway streaming it while it arrives) waits for chunk `index`:
+    /// the fetch requests that chunk and the few after it before any other.
+    pub fn reader_waits(&mut self, now: u64, object: ObjectId, index: u32) {
+        let ids: Vec<FetchId> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.object == object)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(f) = self.fetches.get_mut(&id) {
+                f.reader_at = Some(index);
+            }
+            self.drive_fetch(now, id);
+        }
+    }
+
     /// Starts fetching an object of which the driver's store holds the manifest and `held`
     /// chunks (verified, from an interrupted fetch): only the missing chunks are fetched, and
     /// no [`Output::Manifest`] is given (the driver has it).
