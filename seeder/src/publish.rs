@@ -28,29 +28,75 @@ pub fn media_type(path: &Path) -> &'static str {
     }
 }
 
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+/// Adds the files under a path named on the command line. The named path itself must be a
+/// file or a directory (a symlink to one is followed); a fault there stops everything before
+/// anything is published.
+fn collect_named(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("cannot list {}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for e in entries {
-            collect(&e, out)?;
-        }
+        collect_tree(path, out);
     } else if meta.is_file() {
         out.push(path.to_path_buf());
+    } else {
+        anyhow::bail!(
+            "{} is neither a regular file nor a directory",
+            path.display()
+        );
     }
     Ok(())
+}
+
+/// Adds the regular files under directory `dir`, sorted by name. Entries that cannot be read
+/// (a broken symlink, no permission) are reported and skipped, and so are symlinks to
+/// directories (which could loop) and special files: one bad entry does not stop a tree.
+fn collect_tree(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => {
+            eprintln!("warning: skipping {}: cannot list it: {e}", dir.display());
+            return;
+        }
+    };
+    entries.sort();
+    for path in entries {
+        let link = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("warning: skipping {}: {e}", path.display());
+                continue;
+            }
+        };
+        if link.is_dir() {
+            collect_tree(&path, out);
+            continue;
+        }
+        // A symlink is followed to a file only.
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("warning: skipping {}: {e}", path.display());
+                continue;
+            }
+        };
+        if meta.is_file() {
+            out.push(path);
+        } else if meta.is_dir() {
+            eprintln!(
+                "warning: skipping {}: a symlink to a directory (name the directory itself to publish it)",
+                path.display()
+            );
+        } else {
+            eprintln!("warning: skipping {}: not a regular file", path.display());
+        }
+    }
 }
 
 /// Publishes `paths` into the store under `data`, printing `ID  PATH` per file.
 pub fn add(data: &Path, paths: &[PathBuf]) -> anyhow::Result<()> {
     let mut files = Vec::new();
     for p in paths {
-        collect(p, &mut files)?;
+        collect_named(p, &mut files)?;
     }
     std::fs::create_dir_all(data)
         .with_context(|| format!("cannot create data directory {}", data.display()))?;
@@ -63,4 +109,42 @@ pub fn add(data: &Path, paths: &[PathBuf]) -> anyhow::Result<()> {
         println!("{id}  {}", f.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_with_bad_entries_publishes_the_good_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("site");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::write(root.join("ok.txt"), "ok").expect("write");
+        std::fs::write(root.join("sub/b.txt"), "b").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::symlink;
+            symlink("/nonexistent/nearcast-test", root.join("dangling")).expect("symlink");
+            symlink(root.join("ok.txt"), root.join("link-to-ok")).expect("symlink");
+            // A loop: sub/up -> site.
+            symlink(&root, root.join("sub/up")).expect("symlink");
+        }
+        let mut files = Vec::new();
+        collect_named(&root, &mut files).expect("collect");
+        let mut want = vec![root.join("ok.txt"), root.join("sub/b.txt")];
+        #[cfg(unix)]
+        want.insert(0, root.join("link-to-ok"));
+        assert_eq!(files, want);
+
+        let mut none = Vec::new();
+        let e = collect_named(&dir.path().join("missing"), &mut none).expect_err("missing");
+        assert!(e.to_string().contains("cannot read"), "{e}");
+        #[cfg(unix)]
+        {
+            let e = collect_named(Path::new("/dev/null"), &mut none).expect_err("device");
+            assert!(e.to_string().contains("neither a regular file"), "{e}");
+        }
+        assert!(none.is_empty());
+    }
 }
