@@ -151,11 +151,13 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()>
     let Some((a, b)) = spec.trim().split_once('-') else {
         return Ok(None);
     };
+    // Digits only; a number past u64 is as good as u64::MAX (a last position past the end is
+    // clipped, a first position past it is not satisfiable).
     let number = |t: &str| -> Option<u64> {
         if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
             return None;
         }
-        t.parse().ok()
+        Some(t.parse().unwrap_or(u64::MAX))
     };
     let (start, end) = if a.is_empty() {
         let Some(n) = number(b) else {
@@ -188,13 +190,48 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()>
 /// Whether `If-None-Match` names this object's entity tag (its id, which never changes).
 fn not_modified(headers: &HeaderMap, object: &ObjectId) -> bool {
     let tag = format!("\"{object}\"");
+    if_none_match_tags(headers).any(|t| t.trim_start_matches("W/") == tag)
+}
+
+/// Whether `If-None-Match` is `*`: not modified if the object exists at all (RFC 9110 §13.1.2),
+/// which is known only once it is found.
+fn not_modified_if_exists(headers: &HeaderMap) -> bool {
+    if_none_match_tags(headers).any(|t| t == "*")
+}
+
+fn if_none_match_tags(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == tag)
+        .map(str::trim)
+}
+
+/// Whether a `Range` is to be honoured: without `If-Range`, or when `If-Range` is this object's
+/// strong entity tag (RFC 9110 §13.1.5). A date or another tag means "send it all": this
+/// gateway gives no `Last-Modified`, so no date can match.
+fn range_applies(headers: &HeaderMap, object: &ObjectId) -> bool {
+    match headers.get(header::IF_RANGE) {
+        None => true,
+        Some(v) => v
+            .to_str()
+            .is_ok_and(|v| v.trim() == format!("\"{object}\"")),
+    }
+}
+
+/// `304 Not Modified` with the object's tag and caching headers.
+fn not_modified_response(object: &ObjectId) -> Response {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::NOT_MODIFIED;
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{object}\"")) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    resp
 }
 
 async fn get_object(
@@ -209,16 +246,7 @@ async fn get_object(
     };
     if not_modified(&headers, &object) {
         // The id is the hash of the content: a cached copy under this tag is current.
-        let mut resp = Response::new(Body::empty());
-        *resp.status_mut() = StatusCode::NOT_MODIFIED;
-        if let Ok(v) = HeaderValue::from_str(&format!("\"{object}\"")) {
-            resp.headers_mut().insert(header::ETAG, v);
-        }
-        resp.headers_mut().insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=31536000, immutable"),
-        );
-        return resp;
+        return not_modified_response(&object);
     }
     let protected = Protected::new(st.store.clone(), object);
     // A GET of a large object starts as soon as its manifest is here; a HEAD answers once the
@@ -227,8 +255,16 @@ async fn get_object(
         Ok(v) => v,
         Err(resp) => return resp,
     };
+    if not_modified_if_exists(&headers) {
+        return not_modified_response(&object);
+    }
     let size = manifest.size;
-    let (status, start, end) = match parse_range(&headers, size) {
+    let range = if range_applies(&headers, &object) {
+        parse_range(&headers, size)
+    } else {
+        Ok(None)
+    };
+    let (status, start, end) = match range {
         Ok(None) => (StatusCode::OK, 0, size.saturating_sub(1)),
         Ok(Some((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e),
         Err(()) => {
@@ -588,6 +624,28 @@ mod tests {
             assert_eq!(range(ignored), Ok(None), "{ignored}");
         }
         assert_eq!(parse_range(&with(header::RANGE, "bytes=0-"), 0), Err(()));
+        // Positions past u64: a last position is clipped, a first one is past the end.
+        assert_eq!(range("bytes=0-99999999999999999999999"), Ok(Some((0, 99))));
+        assert_eq!(range("bytes=99999999999999999999999-"), Err(()));
+        assert_eq!(range("bytes=-99999999999999999999999"), Ok(Some((0, 99))));
+    }
+
+    #[test]
+    fn if_range_honours_the_range_only_for_this_objects_strong_tag() {
+        let id = ObjectId([3u8; 32]);
+        let tag = format!("\"{id}\"");
+        assert!(range_applies(&HeaderMap::new(), &id));
+        assert!(range_applies(&with(header::IF_RANGE, &tag), &id));
+        for other in [
+            "\"nope\"".to_string(),
+            format!("W/{tag}"),
+            "Sat, 05 Dec 2026 10:00:00 GMT".to_string(),
+        ] {
+            assert!(
+                !range_applies(&with(header::IF_RANGE, &other), &id),
+                "{other}"
+            );
+        }
     }
 
     #[test]
@@ -601,5 +659,9 @@ mod tests {
         assert!(!matches("\"other\""));
         assert!(!matches(&id.to_string()));
         assert!(!not_modified(&HeaderMap::new(), &id));
+        // `*` matches any object that exists, decided once it is found.
+        assert!(!matches("*"));
+        assert!(not_modified_if_exists(&with(header::IF_NONE_MATCH, "*")));
+        assert!(!not_modified_if_exists(&with(header::IF_NONE_MATCH, &tag)));
     }
 }
