@@ -53,7 +53,8 @@ const SEEDER_MAX_CHILDREN: usize = 5_000;
 const PEER_MAX_CONNECTIONS: u32 = 1024;
 
 /// Runs a daemon until Ctrl-C or SIGTERM.
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
+pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
+    settings.bootstrap = crate::peer::resolve_names(&settings.bootstrap).await?;
     anyhow::ensure!(
         settings.upload_limit >= MIN_UPLOAD_LIMIT,
         "--upload-limit {} B/s is below the minimum of 64KiB (one chunk every 4 s)",

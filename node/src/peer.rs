@@ -1,4 +1,5 @@
-//! The protocol core's peer type in the real node: a libp2p `PeerId`, bincode-encoded as bytes.
+//! The protocol core's peer type in the real node: a libp2p `PeerId`, bincode-encoded as bytes;
+//! and the contact (IP, port, peer id) in a multiaddr, with DNS names resolved at start.
 
 use bincode::de::{BorrowDecoder, Decoder};
 use bincode::enc::Encoder;
@@ -68,6 +69,55 @@ pub fn contact_addr(c: &Contact<NetPeer>) -> Option<Multiaddr> {
 }
 
 /// IP, TCP port and peer id of a multiaddr such as `/ip4/1.2.3.4/tcp/4001/p2p/12D3…`.
+/// How long resolving one DNS name may take at start.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `addrs` with each `/dns`, `/dns4` or `/dns6` name resolved to an address of its family
+/// (`/ip4` or `/ip6`): the core ranks peers and seeders by their IP address. A name that does
+/// not resolve is an error naming it.
+pub async fn resolve_names(addrs: &[Multiaddr]) -> anyhow::Result<Vec<Multiaddr>> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let port = addr
+            .iter()
+            .find_map(|p| match p {
+                Protocol::Tcp(port) | Protocol::Udp(port) => Some(port),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let mut resolved = Multiaddr::empty();
+        for p in addr.iter() {
+            let (name, want_v4, want_v6) = match &p {
+                Protocol::Dns(n) => (n.to_string(), true, true),
+                Protocol::Dns4(n) => (n.to_string(), true, false),
+                Protocol::Dns6(n) => (n.to_string(), false, true),
+                _ => {
+                    resolved.push(p);
+                    continue;
+                }
+            };
+            let found = tokio::time::timeout(
+                RESOLVE_TIMEOUT,
+                tokio::net::lookup_host((name.as_str(), port)),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out after {}s", RESOLVE_TIMEOUT.as_secs()))
+            .and_then(|r| r.map_err(anyhow::Error::from))
+            .and_then(|mut it| {
+                it.find(|a| (a.is_ipv4() && want_v4) || (a.is_ipv6() && want_v6))
+                    .ok_or_else(|| anyhow::anyhow!("no address of that family"))
+            })
+            .map_err(|e| anyhow::anyhow!("cannot resolve {name} in {addr}: {e}"))?;
+            resolved.push(match found.ip() {
+                std::net::IpAddr::V4(a) => Protocol::Ip4(a),
+                std::net::IpAddr::V6(a) => Protocol::Ip6(a),
+            });
+        }
+        out.push(resolved);
+    }
+    Ok(out)
+}
+
 pub fn parse_contact(addr: &Multiaddr) -> Option<(std::net::IpAddr, u16, Option<PeerId>)> {
     let mut ip = None;
     let mut port = None;
@@ -82,4 +132,31 @@ pub fn parse_contact(addr: &Multiaddr) -> Option<(std::net::IpAddr, u16, Option<
         }
     }
     Some((ip?, port.unwrap_or(0), peer))
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dns_names_in_addresses_are_resolved() {
+        let id = PeerId::random();
+        let named: Multiaddr = format!("/dns4/localhost/tcp/4000/p2p/{id}")
+            .parse()
+            .expect("multiaddr");
+        let plain: Multiaddr = format!("/ip4/127.1.0.1/tcp/4001/p2p/{id}")
+            .parse()
+            .expect("multiaddr");
+        let out = resolve_names(&[named, plain.clone()])
+            .await
+            .expect("resolve");
+        assert_eq!(
+            out[0],
+            format!("/ip4/127.0.0.1/tcp/4000/p2p/{id}")
+                .parse::<Multiaddr>()
+                .expect("multiaddr")
+        );
+        assert_eq!(out[1], plain);
+        // (An unresolvable name is not tried: it would send a query to the DNS server.)
+    }
 }
