@@ -139,14 +139,14 @@ fn main() -> std::process::ExitCode {
             } else {
                 nearcast_asmap::build::build_cli(&mrt, &ranges, &prefixes, &output)
                     .map(|report| println!("{report}"))
-                    .map_err(anyhow::Error::from)
+                    .map_err(file_error)
             }
         }
         Cmd::Asmap {
             cmd: AsmapCmd::Lookup { map, ips },
         } => nearcast_asmap::lookup_cli(&map, &ips)
             .map(|text| print!("{text}"))
-            .map_err(anyhow::Error::from),
+            .map_err(file_error),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -155,4 +155,10 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A map file error as one line: its text already names the file and the cause, which
+/// `{:#}` would otherwise print twice.
+fn file_error(e: nearcast_asmap::FileError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
 }
