@@ -371,6 +371,8 @@ enum Source {
 /// How often a GET waiting for a large object's manifest, or a stream waiting for its next
 /// chunk, looks at the store again.
 const ARRIVAL_POLL: Duration = Duration::from_millis(20);
+/// How often a stream still waiting for a chunk tells the daemon so.
+const READER_HINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Fetches `object` (or finds it stored) and, for small objects, reads it verified. With
 /// `early`, a large object is answered as soon as its manifest is stored, its chunks streamed
@@ -557,7 +559,7 @@ async fn wait_for_chunk(
     index: u32,
     fetch: &mut Option<oneshot::Receiver<FetchReport>>,
 ) -> std::io::Result<()> {
-    let mut told = false;
+    let mut told: Option<tokio::time::Instant> = None;
     while let Some(rx) = fetch {
         let s = store.clone();
         if tokio::task::spawn_blocking(move || s.has_chunk(&object, index))
@@ -566,10 +568,11 @@ async fn wait_for_chunk(
         {
             return Ok(());
         }
-        if !told {
-            // A full queue only loses the hint: the fetch goes on rarest first.
+        // Said again while the wait lasts: a full queue may have lost it, or another reader of
+        // the object may have moved the fetch's attention elsewhere since.
+        if told.is_none_or(|at| at.elapsed() >= READER_HINT_EVERY) {
             let _ = commands.try_send(Command::ReaderWaits { object, index });
-            told = true;
+            told = Some(tokio::time::Instant::now());
         }
         tokio::select! {
             report = &mut *rx => {

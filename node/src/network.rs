@@ -47,6 +47,12 @@ pub fn load_identity(data: &Path) -> anyhow::Result<Keypair> {
                 .to_protobuf_encoding()
                 .context("encoding new identity")?;
             let tmp = data.join("identity.key.tmp");
+            // A leftover from an interrupted start would keep its mode when opened.
+            match std::fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", tmp.display())),
+            }
             {
                 use std::io::Write;
                 let mut options = std::fs::OpenOptions::new();
@@ -89,36 +95,42 @@ pub fn lock_data_dir(data: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-/// Fails if a fixed TCP or UDP port in `addr` is already bound. libp2p binds its listeners with
+/// Fails if a fixed TCP port in `addr` is already bound. libp2p binds its TCP listeners with
 /// `SO_REUSEPORT`, so a second daemon on a taken port would start and silently share the
-/// incoming connections with the first; a plain bind refuses instead.
+/// incoming connections with the first; a plain bind refuses instead. (QUIC's UDP bind sets no
+/// such option and fails by itself.) An IPv6 probe is IPv6-only, as libp2p's listeners are, so
+/// that `/ip4/0.0.0.0/tcp/P` and `/ip6/::/tcp/P` together still work.
 pub fn ensure_unused(addr: &Multiaddr) -> anyhow::Result<()> {
     let mut ip = None;
     for proto in addr.iter() {
-        let port = match proto {
-            Protocol::Ip4(a) => {
-                ip = Some(std::net::IpAddr::V4(a));
-                continue;
+        match proto {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(port) if port != 0 => {
+                if let Some(ip) = ip
+                    && let Err(e) = probe_tcp(std::net::SocketAddr::new(ip, port))
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                {
+                    anyhow::bail!("cannot listen on {addr}: address already in use");
+                }
             }
-            Protocol::Ip6(a) => {
-                ip = Some(std::net::IpAddr::V6(a));
-                continue;
-            }
-            Protocol::Tcp(port) | Protocol::Udp(port) if port != 0 => port,
-            _ => continue,
-        };
-        let Some(ip) = ip else { continue };
-        let taken = match proto {
-            Protocol::Tcp(_) => std::net::TcpListener::bind((ip, port)).err(),
-            _ => std::net::UdpSocket::bind((ip, port)).err(),
-        };
-        if let Some(e) = taken
-            && e.kind() == std::io::ErrorKind::AddrInUse
-        {
-            anyhow::bail!("cannot listen on {addr}: address already in use");
+            _ => {}
         }
     }
     Ok(())
+}
+
+/// Binds (and at once closes) a TCP socket on `at` without `SO_REUSEPORT`.
+fn probe_tcp(at: std::net::SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(at), Type::STREAM, None)?;
+    if at.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // As std's listeners: a port left in TIME_WAIT by an earlier run is free.
+    socket.set_reuse_address(true)?;
+    socket.bind(&at.into())?;
+    socket.listen(1)
 }
 
 /// Builds the swarm.

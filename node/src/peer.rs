@@ -68,56 +68,75 @@ pub fn contact_addr(c: &Contact<NetPeer>) -> Option<Multiaddr> {
     Some(a)
 }
 
-/// IP, TCP port and peer id of a multiaddr such as `/ip4/1.2.3.4/tcp/4001/p2p/12D3…`.
 /// How long resolving one DNS name may take at start.
 const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `addrs` with each `/dns`, `/dns4` or `/dns6` name resolved to an address of its family
-/// (`/ip4` or `/ip6`): the core ranks peers and seeders by their IP address. A name that does
-/// not resolve is an error naming it.
+/// (`/ip4` or `/ip6`; `/dns` prefers IPv4): the core ranks peers and seeders by their IP
+/// address. An address whose name does not resolve is left out with a warning, unless none
+/// resolves: then it is an error naming the first (the daemon would have no seeder at all).
 pub async fn resolve_names(addrs: &[Multiaddr]) -> anyhow::Result<Vec<Multiaddr>> {
     let mut out = Vec::with_capacity(addrs.len());
+    let mut first_error = None;
     for addr in addrs {
-        let port = addr
-            .iter()
-            .find_map(|p| match p {
-                Protocol::Tcp(port) | Protocol::Udp(port) => Some(port),
-                _ => None,
-            })
-            .unwrap_or(0);
-        let mut resolved = Multiaddr::empty();
-        for p in addr.iter() {
-            let (name, want_v4, want_v6) = match &p {
-                Protocol::Dns(n) => (n.to_string(), true, true),
-                Protocol::Dns4(n) => (n.to_string(), true, false),
-                Protocol::Dns6(n) => (n.to_string(), false, true),
-                _ => {
-                    resolved.push(p);
-                    continue;
-                }
-            };
-            let found = tokio::time::timeout(
-                RESOLVE_TIMEOUT,
-                tokio::net::lookup_host((name.as_str(), port)),
-            )
-            .await
-            .map_err(|_| anyhow::anyhow!("timed out after {}s", RESOLVE_TIMEOUT.as_secs()))
-            .and_then(|r| r.map_err(anyhow::Error::from))
-            .and_then(|mut it| {
-                it.find(|a| (a.is_ipv4() && want_v4) || (a.is_ipv6() && want_v6))
-                    .ok_or_else(|| anyhow::anyhow!("no address of that family"))
-            })
-            .map_err(|e| anyhow::anyhow!("cannot resolve {name} in {addr}: {e}"))?;
-            resolved.push(match found.ip() {
-                std::net::IpAddr::V4(a) => Protocol::Ip4(a),
-                std::net::IpAddr::V6(a) => Protocol::Ip6(a),
-            });
+        match resolve_one(addr).await {
+            Ok(a) => out.push(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "bootstrap address left out");
+                first_error.get_or_insert(e);
+            }
         }
-        out.push(resolved);
     }
-    Ok(out)
+    match first_error {
+        Some(e) if out.is_empty() => Err(e),
+        _ => Ok(out),
+    }
 }
 
+async fn resolve_one(addr: &Multiaddr) -> anyhow::Result<Multiaddr> {
+    let port = addr
+        .iter()
+        .find_map(|p| match p {
+            Protocol::Tcp(port) | Protocol::Udp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let mut resolved = Multiaddr::empty();
+    for p in addr.iter() {
+        let (name, want_v4, want_v6) = match &p {
+            Protocol::Dns(n) => (n.to_string(), true, true),
+            Protocol::Dns4(n) => (n.to_string(), true, false),
+            Protocol::Dns6(n) => (n.to_string(), false, true),
+            _ => {
+                resolved.push(p);
+                continue;
+            }
+        };
+        let found = tokio::time::timeout(
+            RESOLVE_TIMEOUT,
+            tokio::net::lookup_host((name.as_str(), port)),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out after {}s", RESOLVE_TIMEOUT.as_secs()))
+        .and_then(|r| r.map_err(anyhow::Error::from))
+        .and_then(|it| {
+            let found: Vec<std::net::SocketAddr> = it.collect();
+            let v4 = found.iter().find(|a| a.is_ipv4() && want_v4);
+            let v6 = found.iter().find(|a| a.is_ipv6() && want_v6);
+            v4.or(v6)
+                .copied()
+                .ok_or_else(|| anyhow::anyhow!("no address of that family"))
+        })
+        .map_err(|e| anyhow::anyhow!("cannot resolve {name} in {addr}: {e}"))?;
+        resolved.push(match found.ip() {
+            std::net::IpAddr::V4(a) => Protocol::Ip4(a),
+            std::net::IpAddr::V6(a) => Protocol::Ip6(a),
+        });
+    }
+    Ok(resolved)
+}
+
+/// IP, TCP port and peer id of a multiaddr such as `/ip4/1.2.3.4/tcp/4001/p2p/12D3…`.
 pub fn parse_contact(addr: &Multiaddr) -> Option<(std::net::IpAddr, u16, Option<PeerId>)> {
     let mut ip = None;
     let mut port = None;

@@ -113,7 +113,7 @@ fn a_reader_waiting_on_a_chunk_is_served_first() {
         };
         match (whole, ranges) {
             (Ok(whole), Ok(ranges)) => c.check(
-                ranges.as_secs_f64() < 0.4 * whole.as_secs_f64(),
+                ranges.as_secs_f64() < 0.5 * whole.as_secs_f64(),
                 format!("four ranges answered after {ranges:?}, the whole object after {whole:?}"),
             ),
             (whole, ranges) => c.check(
