@@ -210,12 +210,12 @@ pub fn write_all(summary: &Summary, rows: &[Row], dir: &Path) -> Result<()> {
         ));
     }
     rec.push((
-        "nearcast leaves with any parent".into(),
+        format!("{focus} leaves with any parent"),
         series(rows, &focus, |r| r.attached_any),
         COLOURS[7],
     ));
     rec.push((
-        "nearcast leaves with a supernode parent (not a seeder)".into(),
+        format!("{focus} leaves with a supernode parent (not a seeder)"),
         series(rows, &focus, |r| r.attached),
         COLOURS[6],
     ));

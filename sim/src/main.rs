@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nearcast_sim::run;
 use nearcast_sim::scenario::{BUILTIN, Scenario};
@@ -94,6 +94,13 @@ fn main() -> Result<()> {
                 sc.network.data = d;
             }
             sc.validate()?;
+            // A bad --out is found now, not after the whole simulation.
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create output folder {}", out.display()))?;
+            let probe = out.join(".nearcast-sim-write-test");
+            std::fs::write(&probe, b"")
+                .with_context(|| format!("cannot write in output folder {}", out.display()))?;
+            let _ = std::fs::remove_file(&probe);
             let outcome = run::run_jobs(&sc, seed, true, jobs.unwrap_or_else(run::default_jobs))?;
             print!("{}", nearcast_sim::report::table(&outcome.summary));
             println!(

@@ -259,8 +259,8 @@ impl Default for Protocol {
     }
 }
 
-/// An injected event (unknown keys are not caught here: serde cannot combine that check with
-/// the flattened kind).
+/// An injected event (unknown keys are checked by `check_fault_keys`: serde cannot combine that
+/// check with the flattened kind).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Fault {
     /// Minutes after the warm-up.
@@ -294,6 +294,19 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// The share of peers, supernodes or requests the fault takes, where it has one.
+    pub fn share(&self) -> Option<f64> {
+        match self {
+            FaultKind::MassRestart { share, .. }
+            | FaultKind::SupernodeCrash { share }
+            | FaultKind::Partition { share }
+            | FaultKind::RefusingSupernodes { share }
+            | FaultKind::CorruptPeers { share }
+            | FaultKind::FlashCrowd { share, .. } => Some(*share),
+            FaultKind::SeederOutage { .. } | FaultKind::LargestAsLoss => None,
+        }
+    }
+
     pub fn label(&self) -> String {
         match self {
             FaultKind::SeederOutage { count } => format!("seeder_outage({count})"),
@@ -338,6 +351,7 @@ impl Scenario {
     /// Parses and checks a scenario text.
     pub fn parse(text: &str) -> Result<Scenario> {
         let s: Scenario = toml::from_str(text)?;
+        check_fault_keys(text)?;
         s.validate()?;
         Ok(s)
     }
@@ -348,10 +362,35 @@ impl Scenario {
         let n = &self.network;
         let c = &self.churn;
         let p = &self.protocol;
-        let checks: [(bool, &str); 16] = [
+        let checks = [
             (self.peers >= 10, "peers must be at least 10"),
-            (self.duration_min > 0.0, "duration_min must be positive"),
-            (self.warmup_min >= 0.0, "warmup_min must not be negative"),
+            (
+                self.peers <= MAX_PEERS,
+                "peers must be at most 10,000,000 (about 6 GiB per million peers and baseline)",
+            ),
+            (
+                self.duration_min > 0.0 && self.duration_min <= MAX_MINUTES,
+                "duration_min must be in (0, 100000]",
+            ),
+            (
+                (0.0..=MAX_MINUTES).contains(&self.warmup_min),
+                "warmup_min must be in [0, 100000]",
+            ),
+            (!self.baselines.is_empty(), "name at least one baseline"),
+            (
+                (0.0..=1.0).contains(&c.always_on),
+                "churn.always_on must be in [0, 1]",
+            ),
+            (w.cache_mib >= 0.0, "cache_mib must not be negative"),
+            (
+                w.min_objects <= 10_000_000,
+                "min_objects must be at most 10,000,000",
+            ),
+            (
+                n.min_ases <= 1_000_000,
+                "min_ases must be at most 1,000,000",
+            ),
+            (p.seeders <= 1_000, "at most 1,000 seeders"),
             (self.sample_s >= 1.0, "sample_s must be at least 1"),
             (
                 w.zipf_alpha > 0.0 && w.zipf_alpha < 5.0,
@@ -388,7 +427,10 @@ impl Scenario {
                 p.maintenance_ms >= 100 && p.heartbeat_ms >= 1000,
                 "timings too short",
             ),
-            (n.rtt_far_ms[1] >= n.rtt_far_ms[0], "bad rtt_far_ms range"),
+            (
+                n.rtt_far_ms[1] >= n.rtt_far_ms[0] && n.rtt_far_ms[1] <= 60_000,
+                "bad rtt_far_ms range (at most 60000 ms)",
+            ),
         ];
         for (ok, msg) in checks {
             if !ok {
@@ -401,10 +443,143 @@ impl Scenario {
             }
         }
         for f in &self.faults {
-            if f.at_min < 0.0 || f.duration_min < 0.0 {
-                bail!("fault times must not be negative");
+            let what = f.kind.label();
+            if !(0.0..=MAX_MINUTES).contains(&f.at_min)
+                || !(0.0..=MAX_MINUTES).contains(&f.duration_min)
+            {
+                bail!("fault {what}: at_min and duration_min must be in [0, 100000]");
+            }
+            if f.at_min >= self.duration_min {
+                bail!(
+                    "fault {what} starts at minute {} of the measured run, which ends at minute {}",
+                    f.at_min,
+                    self.duration_min
+                );
+            }
+            if let Some(share) = f.kind.share()
+                && !(0.0..=1.0).contains(&share)
+            {
+                bail!("fault {what}: share must be in [0, 1]");
             }
         }
         Ok(())
+    }
+}
+
+/// Most simulated peers.
+const MAX_PEERS: u32 = 10_000_000;
+/// Longest warm-up, run or fault, in minutes (about 69 days).
+const MAX_MINUTES: f64 = 100_000.0;
+
+/// Keys a fault of each kind may have, besides `kind`, `at_min` and `duration_min`.
+fn fault_fields(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "seeder_outage" => &["count"],
+        "mass_restart" => &["share", "spread_min"],
+        "supernode_crash" | "partition" | "refusing_supernodes" | "corrupt_peers" => &["share"],
+        "largest_as_loss" => &[],
+        "flash_crowd" => &["share", "size"],
+        _ => return None,
+    })
+}
+
+/// Refuses unknown keys in `[[faults]]`: serde cannot check them through the flattened kind,
+/// and a misspelt `duration_min` would silently make a fault permanent.
+fn check_fault_keys(text: &str) -> Result<()> {
+    let doc: toml::Table = toml::from_str(text)?;
+    let Some(faults) = doc.get("faults").and_then(|f| f.as_array()) else {
+        return Ok(());
+    };
+    for (i, f) in faults.iter().enumerate() {
+        let Some(t) = f.as_table() else { continue };
+        let kind = t.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+        let Some(own) = fault_fields(kind) else {
+            continue; // serde already named the unknown kind
+        };
+        for key in t.keys() {
+            if !["kind", "at_min", "duration_min"].contains(&key.as_str())
+                && !own.contains(&key.as_str())
+            {
+                let mut known = vec!["kind", "at_min", "duration_min"];
+                known.extend_from_slice(own);
+                bail!(
+                    "fault {} ({kind}): unknown field `{key}`, expected one of {}",
+                    i + 1,
+                    known.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAULT: &str = "peers = 1000\nduration_min = 30\n[[faults]]\nkind = \"partition\"\n";
+
+    fn error_of(text: &str) -> String {
+        match Scenario::parse(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn faults_with_unknown_keys_or_impossible_values_are_refused() {
+        assert!(
+            Scenario::parse(&format!(
+                "{FAULT}at_min = 1\nduration_min = 3\nshare = 0.3\n"
+            ))
+            .is_ok()
+        );
+        // A misspelt duration would make the partition permanent.
+        let e = error_of(&format!("{FAULT}at_min = 1\nduration = 3\nshare = 0.3\n"));
+        assert!(e.contains("unknown field `duration`"), "{e}");
+        let e = error_of(&format!("{FAULT}at_min = 1\nshare = 3.0\n"));
+        assert!(e.contains("share must be in [0, 1]"), "{e}");
+        let e = error_of(&format!("{FAULT}at_min = 45\nshare = 0.3\n"));
+        assert!(e.contains("which ends at minute 30"), "{e}");
+        let e = error_of(&format!("{FAULT}at_min = nan\nshare = 0.3\n"));
+        assert!(e.contains("at_min and duration_min"), "{e}");
+    }
+
+    #[test]
+    fn every_built_in_scenario_passes_the_checks() {
+        for (name, text) in BUILTIN {
+            if let Err(e) = Scenario::parse(text) {
+                panic!("{name}: {e:#}");
+            }
+        }
+    }
+
+    #[test]
+    fn run_sizes_and_lengths_are_bounded() {
+        let mut sc = Scenario::parse("peers = 1000").expect("plain");
+        assert!(sc.validate().is_ok());
+        for bad in [f64::INFINITY, f64::NAN, 1e300, 0.0] {
+            sc.duration_min = bad;
+            assert!(sc.validate().is_err(), "duration {bad}");
+        }
+        sc.duration_min = 60.0;
+        sc.warmup_min = f64::INFINITY;
+        assert!(sc.validate().is_err());
+        sc.warmup_min = 10.0;
+        sc.peers = u32::MAX;
+        assert!(sc.validate().is_err());
+        sc.peers = 1000;
+        sc.baselines.clear();
+        assert!(sc.validate().is_err());
+        for text in [
+            "peers = 1000\n[protocol]\nseeders = 4294967295\n",
+            "peers = 1000\n[network]\nrtt_far_ms = [0, 4294967295]\n",
+            "peers = 1000\n[network]\nmin_ases = 4000000000\n",
+            "peers = 1000\n[workload]\nmin_objects = 100000000\n",
+            "peers = 1000\n[churn]\nalways_on = 2.0\n",
+            "peers = 1000\n[workload]\ncache_mib = -1.0\n",
+        ] {
+            error_of(text);
+        }
     }
 }
