@@ -21,6 +21,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Runs a scenario (a built-in name or a TOML file) for every baseline.
+    ///
+    /// The built-ins simulate 100,000 peers for 10 + 60 minutes with all four baselines (on a
+    /// 2-core machine about 15 minutes and 4 GiB); `--peers 2000 --baselines nearcast` gives a
+    /// quick look.
     Run {
         scenario: String,
         /// Simulated peers (overrides the scenario).

@@ -30,6 +30,9 @@ pub struct RunInfo {
     pub events: u64,
     pub events_per_s: f64,
     pub per_baseline: BTreeMap<String, BaselineRun>,
+    /// Every setting the run used (the scenario with the command line's overrides), so that a
+    /// run can be repeated from its output folder alone.
+    pub settings: Scenario,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -162,6 +165,7 @@ pub fn run_jobs(sc: &Scenario, seed: u64, show_progress: bool, jobs: usize) -> R
         events,
         events_per_s: events as f64 / wall.max(1e-9),
         per_baseline,
+        settings: sc.clone(),
     };
     Ok(Outcome {
         summary,
