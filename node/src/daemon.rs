@@ -360,8 +360,17 @@ impl Daemon {
                             self.node.handle_chunk(now, done.fetch, &done.peer, done.index, outcome);
                         }
                         Err(e) => {
-                            tracing::warn!(index = done.index, error = %e, "could not store a verified chunk");
+                            if self.fetch_objects.contains_key(&done.fetch) {
+                                tracing::warn!(index = done.index, error = %e, "could not store a verified chunk");
+                            } else {
+                                // The fetch already ended (an earlier chunk failed the same way).
+                                tracing::debug!(index = done.index, error = %e, "could not store a verified chunk");
+                            }
+                            let object = self.fetch_objects.get(&done.fetch).copied();
                             self.node.abort_fetch(done.fetch, format!("the store failed: {e}"));
+                            if e.is_disk_full() && let Some(object) = object {
+                                self.drop_incomplete(object);
+                            }
                         }
                     }
                 }
@@ -389,6 +398,26 @@ impl Daemon {
             }
             self.drain_outputs(&chunk_tx);
         }
+    }
+
+    /// The disk filled up while `object` was arriving: its partial copy, which could not be
+    /// completed, is dropped so that the space goes back to the rest of the cache (kept, a
+    /// full disk would refuse every later fetch until a restart).
+    fn drop_incomplete(&self, object: ObjectId) {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if store.is_complete(&object) || store.is_pinned(&object) {
+                return;
+            }
+            match store.remove(&object) {
+                Ok(_) => {
+                    tracing::warn!(%object, "disk full: dropped the object's incomplete copy to free space")
+                }
+                Err(e) => {
+                    tracing::warn!(%object, error = %e, "disk full: could not drop the incomplete copy")
+                }
+            }
+        });
     }
 
     fn chunk_len(&mut self, object: &ObjectId, index: u32) -> u64 {
