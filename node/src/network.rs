@@ -1,5 +1,6 @@
-//! The libp2p side of the node: identity, transports (TCP+noise+yamux and QUIC), and the
-//! behaviours (control request-response, chunk streams, identify, ping, AutoNAT v2, limits).
+//! The libp2p side of the node: identity, the data directory's lock, the check that a listen
+//! port is free, transports (TCP+noise+yamux and QUIC), and the behaviours (control
+//! request-response, chunk streams, identify, ping, AutoNAT v2, limits).
 //!
 //! No relay transport is built in, so content never crosses a relay.
 
