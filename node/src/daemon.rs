@@ -360,16 +360,16 @@ impl Daemon {
                             self.node.handle_chunk(now, done.fetch, &done.peer, done.index, outcome);
                         }
                         Err(e) => {
-                            if self.fetch_objects.contains_key(&done.fetch) {
-                                tracing::warn!(index = done.index, error = %e, "could not store a verified chunk");
-                            } else {
+                            match self.fetch_objects.get(&done.fetch).copied() {
+                                Some(object) => {
+                                    tracing::warn!(index = done.index, error = %e, "could not store a verified chunk");
+                                    self.node.abort_fetch(done.fetch, format!("the store failed: {e}"));
+                                    if e.is_disk_full() {
+                                        self.drop_incomplete(object);
+                                    }
+                                }
                                 // The fetch already ended (an earlier chunk failed the same way).
-                                tracing::debug!(index = done.index, error = %e, "could not store a verified chunk");
-                            }
-                            let object = self.fetch_objects.get(&done.fetch).copied();
-                            self.node.abort_fetch(done.fetch, format!("the store failed: {e}"));
-                            if e.is_disk_full() && let Some(object) = object {
-                                self.drop_incomplete(object);
+                                None => tracing::debug!(index = done.index, error = %e, "could not store a verified chunk"),
                             }
                         }
                     }

@@ -59,25 +59,24 @@ fn collect_tree(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     };
     entries.sort();
+    let readable = |path: &Path, meta: std::io::Result<std::fs::Metadata>| match meta {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!("warning: skipping {}: {e}", path.display());
+            None
+        }
+    };
     for path in entries {
-        let link = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("warning: skipping {}: {e}", path.display());
-                continue;
-            }
+        let Some(link) = readable(&path, std::fs::symlink_metadata(&path)) else {
+            continue;
         };
         if link.is_dir() {
             collect_tree(&path, out);
             continue;
         }
         // A symlink is followed to a file only.
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("warning: skipping {}: {e}", path.display());
-                continue;
-            }
+        let Some(meta) = readable(&path, std::fs::metadata(&path)) else {
+            continue;
         };
         if meta.is_file() {
             out.push(path);

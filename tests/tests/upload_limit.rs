@@ -11,17 +11,27 @@ const LIMIT: usize = 1024 * 1024;
 /// Chunks of the object: four seconds' worth of burst, then six at the limit.
 const CHUNKS: usize = 40;
 
+/// A seeder limited to `limit` bytes per second, and one peer attached to it.
+fn limited_seeder_and_peer(
+    h: &Harness,
+    c: &mut Checks,
+    limit: usize,
+) -> anyhow::Result<(Daemon, Daemon)> {
+    let seeder = h.seeder(
+        Spec::new("seeder", "127.9.0.1")
+            .arg("--upload-limit")
+            .arg(&limit.to_string()),
+    )?;
+    let p = h.peer(Spec::new("p1", "127.1.0.1").bootstrap(&[seeder.addr()]))?;
+    c.step("p1 attached", p.wait_attached(Duration::from_secs(25)));
+    Ok((seeder, p))
+}
+
 #[test]
 fn a_rate_limited_seeder_is_waited_for() {
     run_test("a_rate_limited_seeder_is_waited_for", |h| {
         let mut c = Checks::new();
-        let seeder = h.seeder(
-            Spec::new("seeder", "127.9.0.1")
-                .arg("--upload-limit")
-                .arg(&LIMIT.to_string()),
-        )?;
-        let p = h.peer(Spec::new("p1", "127.1.0.1").bootstrap(&[seeder.addr()]))?;
-        c.step("p1 attached", p.wait_attached(Duration::from_secs(25)));
+        let (seeder, p) = limited_seeder_and_peer(h, &mut c, LIMIT)?;
         let big = image("limited.jpg", 77, CHUNKS * CHUNK);
         let ids = h.publish_objects(&seeder, "content", std::slice::from_ref(&big))?;
         let before = seeder.metrics()?.served();
@@ -62,13 +72,7 @@ fn a_reader_waiting_on_a_chunk_is_served_first() {
     const CHUNKS: usize = 80;
     run_test("a_reader_waiting_on_a_chunk_is_served_first", |h| {
         let mut c = Checks::new();
-        let seeder = h.seeder(
-            Spec::new("seeder", "127.9.0.1")
-                .arg("--upload-limit")
-                .arg(&LIMIT.to_string()),
-        )?;
-        let p = h.peer(Spec::new("p1", "127.1.0.1").bootstrap(&[seeder.addr()]))?;
-        c.step("p1 attached", p.wait_attached(Duration::from_secs(25)));
+        let (seeder, p) = limited_seeder_and_peer(h, &mut c, LIMIT)?;
         let big = image("seek.mp4", 78, CHUNKS * CHUNK);
         let id = h
             .publish_objects(&seeder, "content", std::slice::from_ref(&big))?

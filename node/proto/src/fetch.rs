@@ -640,6 +640,19 @@ mod tests {
         fetch_of(2 * CHUNK_SIZE as u64)
     }
 
+    /// The chunk indices `schedule` picks.
+    fn picked(f: &mut Fetch<u32>, now: u64, window: u32, rng: &mut Rng) -> Vec<u32> {
+        f.schedule(now, window, rng)
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect()
+    }
+
+    fn stored(f: &mut Fetch<u32>, now: u64, peer: u32, index: u32) {
+        let bytes = CHUNK_SIZE as u64;
+        f.on_chunk(now, &peer, index, ChunkOutcome::Stored { bytes });
+    }
+
     #[test]
     fn the_chunks_a_reader_waits_for_go_first_in_order() {
         // 40 chunks, one peer holding all; a reader waits at chunk 21.
@@ -647,44 +660,16 @@ mod tests {
         f.add_source(contact(1), near(1), false, true);
         f.reader_at = Some(21);
         let mut rng = Rng::new(7);
-        let picked: Vec<u32> = f
-            .schedule(0, 4, &mut rng)
-            .into_iter()
-            .map(|(_, i)| i)
-            .collect();
-        assert_eq!(picked, vec![21, 22, 23, 24]);
+        assert_eq!(picked(&mut f, 0, 4, &mut rng), vec![21, 22, 23, 24]);
         // Past the look-ahead the fetch goes on as before (not strictly in order).
-        f.on_chunk(
-            10,
-            &1,
-            21,
-            ChunkOutcome::Stored {
-                bytes: CHUNK_SIZE as u64,
-            },
-        );
-        let next: Vec<u32> = f
-            .schedule(10, 4, &mut rng)
-            .into_iter()
-            .map(|(_, i)| i)
-            .collect();
-        assert_eq!(next, vec![25]);
+        stored(&mut f, 10, 1, 21);
+        assert_eq!(picked(&mut f, 10, 4, &mut rng), vec![25]);
         // Near the end, the look-ahead stops at the last chunk.
         f.reader_at = Some(38);
         for i in [22, 23, 24, 25] {
-            f.on_chunk(
-                20,
-                &1,
-                i,
-                ChunkOutcome::Stored {
-                    bytes: CHUNK_SIZE as u64,
-                },
-            );
+            stored(&mut f, 20, 1, i);
         }
-        let tail: Vec<u32> = f
-            .schedule(20, 3, &mut rng)
-            .into_iter()
-            .map(|(_, i)| i)
-            .collect();
+        let tail = picked(&mut f, 20, 3, &mut rng);
         assert_eq!(tail.len(), 3);
         assert_eq!(&tail[..2], &[38, 39]);
     }
