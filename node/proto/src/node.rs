@@ -2175,39 +2175,32 @@ impl<P: PeerRef> Node<P> {
             return;
         }
         // Candidates: known servers, nearest first, not already parents.
-        let mut cands: Vec<((bool, Proximity), Contact<P>)> = self
-            .supernodes
-            .values()
-            .filter(|(c, _)| {
-                !self.parents.contains_key(&c.peer) && !self.refused.contains_key(&c.peer)
-            })
-            .map(|(c, _)| {
-                (
-                    (self.is_seeder(&c.peer), self.locality.proximity(c.ip, None)),
-                    c.clone(),
-                )
-            })
-            .collect();
-        cands.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer)));
-        let worst_parent = self
-            .parents
-            .values()
-            .map(|p| {
-                (
-                    self.is_seeder(&p.contact.peer),
-                    self.locality.proximity(p.contact.ip, None),
-                )
-            })
-            .max();
+        let rank = |c: &Contact<P>| (self.is_seeder(&c.peer), self.locality.proximity(c.ip, None));
+        let candidates = || {
+            self.supernodes
+                .values()
+                .filter(|(c, _)| {
+                    !self.parents.contains_key(&c.peer) && !self.refused.contains_key(&c.peer)
+                })
+                .map(|(c, _)| (rank(c), c))
+        };
         let mut slots = want.saturating_sub(self.parents.len());
-        // One better candidate may replace the worst parent.
-        if slots == 0
-            && let (Some(best), Some(worst)) = (cands.first(), worst_parent)
-            && best.0 < worst
-            && best.0.1.tier < worst.1.tier
-        {
-            slots = 1;
+        // One better candidate may replace the worst parent. With every slot taken (most of
+        // the time) only the best candidate matters, and no list is built.
+        if slots == 0 {
+            let best =
+                candidates().min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer)));
+            let worst = self.parents.values().map(|p| rank(&p.contact)).max();
+            match (best, worst) {
+                (Some((best, _)), Some(worst)) if best < worst && best.1.tier < worst.1.tier => {
+                    slots = 1
+                }
+                _ => return,
+            }
         }
+        let mut cands: Vec<((bool, Proximity), Contact<P>)> =
+            candidates().map(|(r, c)| (r, c.clone())).collect();
+        cands.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer)));
         // A seeder is a parent of last resort, and one is enough: it answers with the
         // supernodes near us, which we attach to next. A leaf that took every seeder at once
         // would fill all of them (and send each its holdings) at every start.
