@@ -20,6 +20,8 @@ pub struct Object {
     pub holders: u32,
     /// Live reachable peers fetching it now.
     pub fetching: u32,
+    /// Live reachable holders per AS: (AS index, count), sorted, no zero counts.
+    pub holders_by_as: Vec<(u32, u32)>,
     /// Requested at least once while no live peer held it.
     pub missed: bool,
 }
@@ -121,6 +123,7 @@ impl Catalogue {
             size,
             holders: 0,
             fetching: 0,
+            holders_by_as: Vec::new(),
             missed: false,
         });
         self.by_id.insert(id, n);
@@ -158,6 +161,13 @@ impl Catalogue {
 
     pub fn get_mut(&mut self, n: u32) -> &mut Object {
         &mut self.objects[n as usize]
+    }
+
+    /// Live reachable holders of object `n` in the AS of index `as_idx`.
+    pub fn holders_in_as(&self, n: u32, as_idx: u32) -> u32 {
+        let list = &self.objects[n as usize].holders_by_as;
+        list.binary_search_by_key(&as_idx, |&(a, _)| a)
+            .map_or(0, |i| list[i].1)
     }
 
     /// Length of chunk `index` of object `n`.

@@ -308,13 +308,19 @@ impl World {
         if p.nat || p.seeder {
             return;
         }
-        let key = (u64::from(object) << 32) | u64::from(p.place.as_idx);
+        let as_idx = p.place.as_idx;
         let o = self.catalogue.get_mut(object);
         o.holders = o.holders.saturating_add_signed(d);
-        let e = self.holders_as.entry(key).or_insert(0);
-        *e = e.saturating_add_signed(d);
-        if *e == 0 {
-            self.holders_as.remove(&key);
+        let list = &mut o.holders_by_as;
+        match list.binary_search_by_key(&as_idx, |&(a, _)| a) {
+            Ok(i) => {
+                list[i].1 = list[i].1.saturating_add_signed(d);
+                if list[i].1 == 0 {
+                    list.remove(i);
+                }
+            }
+            Err(i) if d > 0 => list.insert(i, (as_idx, d as u32)),
+            Err(_) => {}
         }
     }
 

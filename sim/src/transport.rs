@@ -486,21 +486,21 @@ impl World {
     pub fn request(&mut self, peer: u32, object: u32) {
         let now = self.q.now;
         let in_window = self.in_window();
-        let o = self.catalogue.get(object).clone();
+        let o = self.catalogue.get(object);
+        let (id, size, held_elsewhere, missed_before) = (o.id, o.size, o.holders > 0, o.missed);
+        let miss = o.holders == 0 && o.fetching == 0;
         let place = self.peers[peer as usize].place;
         let cached = self.peers[peer as usize].cache.contains(&object);
         let mut in_as_holders = 0;
         if !cached {
             // Compulsory miss: no live reachable peer holds or is fetching it.
-            let miss = o.holders == 0 && o.fetching == 0;
-            let key = (u64::from(object) << 32) | u64::from(place.as_idx);
-            in_as_holders = self.holders_as.get(&key).copied().unwrap_or(0);
+            in_as_holders = self.catalogue.holders_in_as(object, place.as_idx);
             if miss {
-                self.win.miss_bytes += u64::from(o.size);
+                self.win.miss_bytes += u64::from(size);
                 if in_window {
-                    self.total.miss_bytes += u64::from(o.size);
-                    if !o.missed {
-                        self.total.miss_distinct_bytes += u64::from(o.size);
+                    self.total.miss_bytes += u64::from(size);
+                    if !missed_before {
+                        self.total.miss_distinct_bytes += u64::from(size);
                     }
                 }
                 if in_window {
@@ -519,7 +519,7 @@ impl World {
         let Some(node) = self.peers[peer as usize].node.as_mut() else {
             return;
         };
-        let fid = node.start_fetch(now, o.id);
+        let fid = node.start_fetch(now, id);
         let rec = FetchRec {
             peer,
             object,
@@ -528,7 +528,7 @@ impl World {
             in_window,
             has_manifest: false,
             counted_fetching,
-            held_elsewhere: o.holders > 0,
+            held_elsewhere,
             in_as_holders,
         };
         let r = self.new_rec(rec);

@@ -151,8 +151,6 @@ pub struct World {
     pub q: Queue<Ev>,
     pub recs: Vec<FetchRec>,
     pub free_recs: Vec<u32>,
-    /// (object << 32 | AS index) -> live reachable holders.
-    pub holders_as: FxHashMap<u64, u32>,
     pub dirty: Vec<u32>,
     pub work_rng: ChaCha8Rng,
     pub net_rng: ChaCha8Rng,
@@ -229,7 +227,6 @@ impl World {
             q: Queue::new(),
             recs: Vec::new(),
             free_recs: Vec::new(),
-            holders_as: FxHashMap::default(),
             dirty: Vec::new(),
             work_rng,
             net_rng: ChaCha8Rng::seed_from_u64(mix(&[seed, 4, strategy as u64])),
