@@ -249,8 +249,8 @@ async fn get_object(
         return not_modified_response(&object);
     }
     let protected = Protected::new(st.store.clone(), object);
-    // A GET of a large object starts as soon as its manifest is here; a HEAD answers once the
-    // object is stored and verified, as before (`nearcast-bench` and scripts use it so).
+    // A GET of an object of several chunks starts as soon as its manifest is here; a HEAD
+    // answers once the object is stored and verified (`nearcast-bench` and scripts use it so).
     let (manifest, source) = match fetch_verified(&st, object, method != Method::HEAD).await {
         Ok(v) => v,
         Err(resp) => return resp,
@@ -360,11 +360,13 @@ const WHOLE_READ_MAX: u64 = 16 * 1024 * 1024;
 
 /// Where a response's bytes come from.
 enum Source {
-    /// A small object, read (and so verified) whole.
+    /// An object already stored (or a one-chunk object just fetched) of up to
+    /// [`WHOLE_READ_MAX`], read (and so verified) whole.
     Whole(Vec<u8>),
     /// A large object, stored whole: streamed chunk by chunk, each read verified.
     Stored,
-    /// A large object still being fetched: streamed chunk by chunk as the chunks are stored.
+    /// An object of more than one chunk still being fetched: streamed chunk by chunk as the
+    /// chunks are stored (each verified when it arrived and again when it is read).
     Arriving(oneshot::Receiver<FetchReport>),
 }
 
@@ -375,8 +377,9 @@ const ARRIVAL_POLL: Duration = Duration::from_millis(20);
 const READER_HINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Fetches `object` (or finds it stored) and, for small objects, reads it verified. With
-/// `early`, a large object is answered as soon as its manifest is stored, its chunks streamed
-/// as they arrive.
+/// `early`, an object of more than one chunk that has to be fetched is answered as soon as its
+/// manifest is stored, its chunks streamed as they arrive: an image or a clip shows its first
+/// bytes after one chunk, not after all of them.
 async fn fetch_verified(
     st: &GatewayState,
     object: ObjectId,
@@ -476,14 +479,15 @@ fn fetch_failed(object: ObjectId, error: &nearcast_proto::FetchError) -> Respons
 
 /// What came first while a fetch ran.
 enum Arrival {
-    /// The fetch's report (`None`: none within [`FETCH_TIMEOUT`]), before a large object's
-    /// manifest was stored.
+    /// The fetch's report (`None`: none within [`FETCH_TIMEOUT`]), before the manifest of an
+    /// object of more than one chunk was stored.
     Report(Option<Result<FetchReport, oneshot::error::RecvError>>),
-    /// A large object's manifest, stored while the fetch goes on.
+    /// The manifest of an object of more than one chunk, stored while the fetch goes on.
     Manifest(nearcast_proto::Manifest),
 }
 
-/// Waits for the fetch's report, or for `object`'s manifest if the object is large.
+/// Waits for the fetch's report, or for `object`'s manifest if the object has more than one
+/// chunk. (An object already stored is reported done at once.)
 async fn wait_for_manifest(
     st: &GatewayState,
     object: ObjectId,
@@ -498,7 +502,7 @@ async fn wait_for_manifest(
         }
         let store = st.store.clone();
         if let Ok(Ok(Some(m))) = tokio::task::spawn_blocking(move || store.manifest(&object)).await
-            && m.size > WHOLE_READ_MAX
+            && m.size > u64::from(m.chunk_size)
         {
             return Arrival::Manifest(m);
         }

@@ -128,3 +128,48 @@ fn a_reader_waiting_on_a_chunk_is_served_first() {
         c.finish()
     });
 }
+
+/// An object of a few chunks that the peer has to fetch is streamed through the gateway as it
+/// arrives: the first bytes are answered once the first chunk is here, long before the whole
+/// object (from a slow seeder). The gateway used to wait for the whole of any object up to
+/// 16 MiB before it answered.
+#[test]
+fn an_object_of_a_few_chunks_is_streamed_as_it_arrives() {
+    // A 1 MiB burst, then 256 KiB/s: 12 chunks (3 MiB) take about 8 s.
+    const LIMIT: usize = 256 * 1024;
+    const CHUNKS: usize = 12;
+    run_test("an_object_of_a_few_chunks_is_streamed_as_it_arrives", |h| {
+        let mut c = Checks::new();
+        let (seeder, p) = limited_seeder_and_peer(h, &mut c, LIMIT)?;
+        let clip = image("clip.jpg", 79, CHUNKS * CHUNK);
+        let id = h
+            .publish_objects(&seeder, "content", std::slice::from_ref(&clip))?
+            .remove(0);
+        let start = Instant::now();
+        let r = p.http_get(
+            &format!("/o/{id}"),
+            &[("Range", "bytes=0-99")],
+            Duration::from_secs(60),
+        )?;
+        let first = start.elapsed();
+        // A fetch's bytes are counted when it is done: none yet means the answer did not wait.
+        let counted = p.metrics()?.by_source().total();
+        c.check(
+            r.status == 206 && r.body == clip.bytes[..100],
+            format!("first 100 bytes → {} with {} bytes", r.status, r.body.len()),
+        );
+        c.check(
+            counted == 0.0,
+            format!(
+                "... answered after {first:?}, before the fetch was done ({counted} bytes counted)"
+            ),
+        );
+        c.step("the whole object", p.fetch_ok(&id, &clip.bytes));
+        let whole = start.elapsed();
+        c.check(
+            first.as_secs_f64() < 0.5 * whole.as_secs_f64(),
+            format!("first bytes after {first:?}, the whole object after {whole:?}"),
+        );
+        c.finish()
+    });
+}
