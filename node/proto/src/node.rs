@@ -1651,7 +1651,8 @@ impl<P: PeerRef> Node<P> {
 
     /// Tells the object's first seeder that we hold it, so that fetchers in other
     /// neighbourhoods, whose supernodes do not index us, find our copy before a seeder serves
-    /// them. One request per completed fetch; a seeder parent already learns it from `Have`.
+    /// them. One request per completed fetch (a seeder parent is told so too: `Have` carries
+    /// no holdings to a seeder).
     fn tell_seeder(&mut self, object: ObjectId) {
         if !self.tells_seeders() {
             return;
@@ -1659,7 +1660,7 @@ impl<P: PeerRef> Node<P> {
         let Some(to) = self.first_seeder(&object) else {
             return;
         };
-        if self.parents.contains_key(&to.peer) || self.banned.contains(&to.peer) {
+        if self.banned.contains(&to.peer) {
             return;
         }
         let provider = self.cfg.own.clone();
@@ -1849,9 +1850,12 @@ impl<P: PeerRef> Node<P> {
                                 },
                             )
                             .is_none();
-                        // Tell a new parent what we hold. A parent we asked again (a seeder
-                        // asked who serves near us) has had our holdings and every change since.
-                        let added: Vec<ObjectId> = if new_parent {
+                        // Tell a new supernode parent what we hold. A seeder parent is not
+                        // told: it learns holders of its own objects from `Holding` and
+                        // `AddProvider`, which reach each object's first seeder (a leaf passing
+                        // through a seeder used to send it every id it held, twice the `Have`
+                        // traffic of the overlay for nothing the other seeders learnt).
+                        let added: Vec<ObjectId> = if new_parent && !self.is_seeder(peer) {
                             self.holdings.iter().take(MAX_HAVE).copied().collect()
                         } else {
                             Vec::new()
@@ -2126,8 +2130,8 @@ impl<P: PeerRef> Node<P> {
         }
     }
 
-    /// Sends pending holding changes to every parent, or an empty heartbeat to those that have
-    /// not answered a request of ours since the last one.
+    /// Sends pending holding changes to every supernode parent, or an empty heartbeat to those
+    /// (and to a seeder parent) that have not answered a request of ours since the last one.
     fn flush_have(&mut self, now: u64) {
         let added: Vec<ObjectId> = std::mem::take(&mut self.have_added);
         let removed: Vec<ObjectId> = std::mem::take(&mut self.have_removed);
@@ -2138,13 +2142,25 @@ impl<P: PeerRef> Node<P> {
         // Nothing to report: a parent that answered a `Locate` or heartbeat of ours since the
         // last heartbeat has heard from us (and we from it), so it needs no empty one.
         let nothing = added.is_empty() && removed.is_empty();
-        let parents: Vec<Contact<P>> = self
+        let parents: Vec<(bool, Contact<P>)> = self
             .parents
             .values()
-            .filter(|p| !(nothing && p.last_ok > since))
-            .map(|p| p.contact.clone())
+            .map(|p| (self.is_seeder(&p.contact.peer), p))
+            .filter(|(seeder, p)| !((nothing || *seeder) && p.last_ok > since))
+            .map(|(seeder, p)| (seeder, p.contact.clone()))
             .collect();
-        for p in parents {
+        for (seeder, p) in parents {
+            if seeder {
+                self.send(
+                    p,
+                    Request::Have {
+                        added: Vec::new(),
+                        removed: Vec::new(),
+                    },
+                    Pending::Heartbeat,
+                );
+                continue;
+            }
             for chunk_start in (0..added.len().max(1)).step_by(MAX_HAVE) {
                 let a: Vec<ObjectId> = added
                     .iter()
