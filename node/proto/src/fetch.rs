@@ -35,6 +35,10 @@ pub const MAX_SOURCES: usize = 128;
 /// While a reader waits at chunk `i` (a gateway streaming the object as it arrives), chunks
 /// `i..i + STREAM_AHEAD_CHUNKS` are requested in order before any other (rarest first).
 pub const STREAM_AHEAD_CHUNKS: usize = 8;
+/// The chunk a reader waits for, in flight this long from one source, is asked of another
+/// source as well (once per chunk): a slow uplink does not hold a player up for the whole
+/// transfer timeout. Whichever copy comes first is used; the other is a chunk's worth of waste.
+pub const READER_HEDGE_MS: u64 = 500;
 
 /// Identifies a fetch started by the driver.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -105,6 +109,12 @@ impl<P> Source<P> {
         !self.held_back.is_empty()
     }
 
+    /// May be sent a chunk request now: not suspect, its manifest answer not awaited, not
+    /// paused after `Busy`.
+    fn usable(&self, now: u64) -> bool {
+        !self.suspect() && !self.awaiting_manifest && self.busy_until <= now
+    }
+
     pub fn class(&self) -> SourceClass {
         if self.is_seeder {
             SourceClass::Seeder
@@ -156,6 +166,8 @@ pub struct Fetch<P> {
     pub seeder_denied: bool,
     /// The chunk a reader of the object waits for (see [`STREAM_AHEAD_CHUNKS`]).
     pub reader_at: Option<u32>,
+    /// The last chunk asked of a second source for a reader (see [`READER_HEDGE_MS`]).
+    pub reader_hedged: Option<u32>,
 }
 
 impl<P: PeerRef> Fetch<P> {
@@ -185,6 +197,7 @@ impl<P: PeerRef> Fetch<P> {
             seeder_unavailable: false,
             seeder_denied: false,
             reader_at: None,
+            reader_hedged: None,
         }
     }
 
@@ -382,27 +395,47 @@ impl<P: PeerRef> Fetch<P> {
         let order: Vec<P> = order.into_iter().cloned().collect();
         let start = rng.below(n.max(1) as u64) as usize;
         let has_peer_sources = self.has_peer_sources();
-        for peer in order {
+        let window_of = |s: &Source<P>| {
+            if s.is_seeder && has_peer_sources {
+                window.min(SEEDER_WINDOW_BESIDE_PEERS)
+            } else {
+                window
+            }
+        };
+        // First, the reader's next chunk if it is slow to come from its source: the nearest
+        // other source that has it and room in its window is asked too.
+        let waited = self
+            .reader_at
+            .and_then(|at| (at..n as u32).find(|&i| !self.have[i as usize]))
+            .filter(|&i| self.reader_hedged != Some(i))
+            .and_then(|i| self.in_flight.get(&i).map(|(p, at)| (i, p.clone(), *at)));
+        if let Some((i, slow, since)) = waited
+            && now.saturating_sub(since) >= READER_HEDGE_MS
+            && let Some(peer) = order.iter().find(|p| {
+                **p != slow
+                    && self.sources.get(*p).is_some_and(|s| {
+                        s.usable(now) && s.has(i as usize) && s.in_flight < window_of(s)
+                    })
+            })
+            && let Some(s) = self.sources.get_mut(peer)
+        {
+            s.in_flight += 1;
+            out.push((s.contact.clone(), i));
+            self.in_flight.insert(i, (peer.clone(), now));
+            self.reader_hedged = Some(i);
+        }
+        for peer in &order {
             // A nearer source whose chunk map has not arrived yet may hold everything: wait
             // for its map (refreshed at once) rather than hand its chunks to farther sources.
-            if self.sources.get(&peer).is_some_and(|s| {
+            if self.sources.get(peer).is_some_and(|s| {
                 s.chunks.as_ref().is_some_and(|m| m.is_empty()) && n > 0 && s.failures == 0
             }) {
                 break;
             }
-            while let Some(s) = self
-                .sources
-                .get(&peer)
-                .filter(|s| !s.suspect() && !s.awaiting_manifest && s.busy_until <= now)
-            {
+            while let Some(s) = self.sources.get(peer).filter(|s| s.usable(now)) {
                 // While peers share the object, a seeder only seeds: a narrow window leaves
                 // most chunks to the peers (who pass on what the seeder gave each of them).
-                let limit = if s.is_seeder && has_peer_sources {
-                    window.min(SEEDER_WINDOW_BESIDE_PEERS)
-                } else {
-                    window
-                };
-                if s.in_flight >= limit {
+                if s.in_flight >= window_of(s) {
                     break;
                 }
                 let is_seeder = s.is_seeder;
@@ -426,7 +459,7 @@ impl<P: PeerRef> Fetch<P> {
                 let Some((_, i)) = best else { break };
                 taken[i] = true;
                 self.in_flight.insert(i as u32, (peer.clone(), now));
-                if let Some(s) = self.sources.get_mut(&peer) {
+                if let Some(s) = self.sources.get_mut(peer) {
                     s.in_flight += 1;
                     out.push((s.contact.clone(), i as u32));
                 }
@@ -672,6 +705,41 @@ mod tests {
         let tail = picked(&mut f, 20, 3, &mut rng);
         assert_eq!(tail.len(), 3);
         assert_eq!(&tail[..2], &[38, 39]);
+    }
+
+    #[test]
+    fn a_readers_chunk_slow_to_come_is_asked_of_another_source_too() {
+        // 8 chunks, two peers holding all; a reader waits at chunk 0.
+        let mut f = fetch_of(8 * CHUNK_SIZE as u64);
+        f.add_source(contact(1), near(0), false, true);
+        f.add_source(contact(2), near(1), false, true);
+        f.reader_at = Some(0);
+        let mut rng = Rng::new(7);
+        let sent = |out: Vec<(Contact<u32>, u32)>| -> Vec<(u32, u32)> {
+            out.into_iter().map(|(c, i)| (c.peer, i)).collect()
+        };
+        assert_eq!(
+            sent(f.schedule(0, 2, &mut rng)),
+            vec![(1, 0), (1, 1), (2, 2), (2, 3)]
+        );
+        // The far peer delivers quickly; the near one is slow. Too early for a second request.
+        stored(&mut f, 100, 2, 2);
+        assert_eq!(sent(f.schedule(100, 2, &mut rng)), vec![(2, 4)]);
+        // Half a second on, chunk 0 is asked of the far peer as well, before anything else.
+        stored(&mut f, 600, 2, 3);
+        assert_eq!(sent(f.schedule(600, 2, &mut rng)), vec![(2, 0)]);
+        // Whichever copy comes first counts; the late one is not counted twice, nor asked a
+        // third time.
+        stored(&mut f, 650, 2, 0);
+        stored(&mut f, 900, 1, 0);
+        let counted: u64 = f.bytes.iter().sum();
+        assert_eq!(counted, 3 * CHUNK_SIZE as u64);
+        assert!(f.have[0]);
+        // Without a reader, nothing is asked twice however slow.
+        f.reader_at = None;
+        stored(&mut f, 5_000, 2, 4);
+        let later = sent(f.schedule(5_000, 2, &mut rng));
+        assert!(later.iter().all(|(_, i)| *i != 1), "{later:?}");
     }
 
     #[test]
