@@ -500,10 +500,16 @@ async fn wait_for_manifest(
             _ = tokio::time::sleep_until(deadline) => return Arrival::Report(None),
             _ = tokio::time::sleep(ARRIVAL_POLL) => {}
         }
+        // A copy already complete waits for the report instead: it is read whole first (a
+        // damaged chunk is then fetched again before the answer starts, not mid-response).
         let store = st.store.clone();
-        if let Ok(Ok(Some(m))) = tokio::task::spawn_blocking(move || store.manifest(&object)).await
-            && m.size > u64::from(m.chunk_size)
-        {
+        let arriving = tokio::task::spawn_blocking(move || match store.manifest(&object) {
+            Ok(Some(m)) if m.size > u64::from(m.chunk_size) && !store.is_complete(&object) => {
+                Some(m)
+            }
+            _ => None,
+        });
+        if let Ok(Some(m)) = arriving.await {
             return Arrival::Manifest(m);
         }
     }

@@ -1643,6 +1643,13 @@ impl<P: PeerRef> Node<P> {
             )
     }
 
+    /// Whether a seeder parent learns our holdings from our `Have` reports: only in the
+    /// random-swarm baseline, which has no supernodes and tells seeders nothing otherwise (no
+    /// `Holding`, no `AddProvider`), so its seeder parent's index is all it has.
+    fn seeder_parent_indexes_us(&self) -> bool {
+        self.cfg.strategy == Strategy::RandomSwarm
+    }
+
     /// How long a seeder keeps a holder it was told of: about as long as caches keep objects
     /// (a peer that comes back with its cache is a holder again).
     fn seeder_index_ttl(&self) -> u64 {
@@ -1855,7 +1862,8 @@ impl<P: PeerRef> Node<P> {
                         // `AddProvider`, which reach each object's first seeder (a leaf passing
                         // through a seeder used to send it every id it held, twice the `Have`
                         // traffic of the overlay for nothing the other seeders learnt).
-                        let added: Vec<ObjectId> = if new_parent && !self.is_seeder(peer) {
+                        let listed = !self.is_seeder(peer) || self.seeder_parent_indexes_us();
+                        let added: Vec<ObjectId> = if new_parent && listed {
                             self.holdings.iter().take(MAX_HAVE).copied().collect()
                         } else {
                             Vec::new()
@@ -2145,12 +2153,15 @@ impl<P: PeerRef> Node<P> {
         let parents: Vec<(bool, Contact<P>)> = self
             .parents
             .values()
-            .map(|p| (self.is_seeder(&p.contact.peer), p))
-            .filter(|(seeder, p)| !((nothing || *seeder) && p.last_ok > since))
-            .map(|(seeder, p)| (seeder, p.contact.clone()))
+            .map(|p| {
+                let unlisted = self.is_seeder(&p.contact.peer) && !self.seeder_parent_indexes_us();
+                (unlisted, p)
+            })
+            .filter(|(unlisted, p)| !((nothing || *unlisted) && p.last_ok > since))
+            .map(|(unlisted, p)| (unlisted, p.contact.clone()))
             .collect();
-        for (seeder, p) in parents {
-            if seeder {
+        for (unlisted, p) in parents {
+            if unlisted {
                 self.send(
                     p,
                     Request::Have {
