@@ -127,7 +127,11 @@ async fn fetch_into(
     }
     match (copied?, len) {
         (total, Some(n)) if total != n => {
-            bail!("{object}: connection closed after {total} of {n} bytes")
+            bail!(
+                "{object}: the transfer ended after {total} of {n} bytes (the object was \
+                 streamed while it arrived and its fetch failed part way, or the daemon \
+                 stopped; the daemon's log says which)"
+            )
         }
         _ => Ok(()),
     }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use nearcast_tests::*;
 
 /// Seeder upload, bytes per second; its token bucket holds four seconds' worth.
@@ -172,4 +173,55 @@ fn an_object_of_a_few_chunks_is_streamed_as_it_arrives() {
         );
         c.finish()
     });
+}
+
+/// A fetch that fails while its object is being streamed (the only source killed part way)
+/// ends the transfer with a clear error from `nearcast get`, and leaves no file behind: the
+/// response had started, so the gateway can only cut it short.
+#[test]
+fn a_stream_cut_short_by_a_failed_fetch_is_a_clear_error() {
+    const LIMIT: usize = 256 * 1024;
+    const CHUNKS: usize = 12;
+    run_test(
+        "a_stream_cut_short_by_a_failed_fetch_is_a_clear_error",
+        |h| {
+            let mut c = Checks::new();
+            let (mut seeder, p) = limited_seeder_and_peer(h, &mut c, LIMIT)?;
+            let clip = image("cut.jpg", 80, CHUNKS * CHUNK);
+            let id = h
+                .publish_objects(&seeder, "content", std::slice::from_ref(&clip))?
+                .remove(0);
+            let gateway = p.gateway.clone().context("p1 has a gateway")?;
+            let out = h.path().join("cut-copy.jpg");
+            let dest = out.to_string_lossy().to_string();
+            let got = std::thread::scope(|s| {
+                let get = s.spawn(|| {
+                    h.nearcast(
+                        &["get", &id, "-o", &dest, "--gateway", &gateway],
+                        Duration::from_secs(60),
+                    )
+                });
+                // A few chunks in (the seeder's burst), well before the whole object.
+                std::thread::sleep(Duration::from_millis(1500));
+                seeder.kill();
+                get.join()
+            });
+            let got = match got {
+                Ok(r) => r?,
+                Err(_) => anyhow::bail!("the `nearcast get` thread panicked"),
+            };
+            let stderr = got.stderr.trim().to_string();
+            c.check(
+                !got.status.success()
+                    && stderr.contains("the transfer ended after")
+                    && stderr.contains(&format!("of {} bytes", clip.bytes.len())),
+                format!("`nearcast get` failed with: {stderr}"),
+            );
+            c.check(
+                !out.exists() && !h.path().join("cut-copy.jpg.part").exists(),
+                "no file (nor .part) left behind",
+            );
+            c.finish()
+        },
+    );
 }
