@@ -2154,24 +2154,19 @@ impl<P: PeerRef> Node<P> {
             .parents
             .values()
             .map(|p| {
-                let unlisted = self.is_seeder(&p.contact.peer) && !self.seeder_parent_indexes_us();
-                (unlisted, p)
+                let listed = !self.is_seeder(&p.contact.peer) || self.seeder_parent_indexes_us();
+                (listed, p)
             })
-            .filter(|(unlisted, p)| !((nothing || *unlisted) && p.last_ok > since))
-            .map(|(unlisted, p)| (unlisted, p.contact.clone()))
+            .filter(|(listed, p)| !((nothing || !*listed) && p.last_ok > since))
+            .map(|(listed, p)| (listed, p.contact.clone()))
             .collect();
-        for (unlisted, p) in parents {
-            if unlisted {
-                self.send(
-                    p,
-                    Request::Have {
-                        added: Vec::new(),
-                        removed: Vec::new(),
-                    },
-                    Pending::Heartbeat,
-                );
-                continue;
-            }
+        for (listed, p) in parents {
+            // A seeder parent (unless it indexes us) gets the heartbeat without the changes.
+            let (added, removed): (&[ObjectId], &[ObjectId]) = if listed {
+                (&added, &removed)
+            } else {
+                (&[], &[])
+            };
             for chunk_start in (0..added.len().max(1)).step_by(MAX_HAVE) {
                 let a: Vec<ObjectId> = added
                     .iter()
