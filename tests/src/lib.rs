@@ -760,6 +760,39 @@ impl Daemon {
         self.http_get(&format!("/o/{id}"), &[], HTTP_TIMEOUT)
     }
 
+    /// Asks the first 100 bytes of `id` (`expected` its content), which this peer does not
+    /// hold yet, with a `Range` request, and checks they came right and before the fetch was
+    /// done: a fetch's bytes are counted when it is done, so none counted yet means the answer
+    /// did not wait for the whole object. Returns how long the answer took.
+    pub fn check_first_bytes_streamed(
+        &self,
+        c: &mut Checks,
+        id: &str,
+        expected: &[u8],
+    ) -> Result<Duration> {
+        let t = Instant::now();
+        let r = self
+            .http_get(
+                &format!("/o/{id}"),
+                &[("Range", "bytes=0-99")],
+                Duration::from_secs(60),
+            )
+            .context("Range GET of the arriving object")?;
+        let first = t.elapsed();
+        let counted = self.metrics()?.by_source().total();
+        c.check(
+            r.status == 206 && expected.get(..100) == Some(&r.body[..]),
+            format!("first 100 bytes → {} with {} bytes", r.status, r.body.len()),
+        );
+        c.check(
+            counted == 0.0,
+            format!(
+                "... answered after {first:?}, before the fetch was done ({counted} bytes counted)"
+            ),
+        );
+        Ok(first)
+    }
+
     /// `GET /o/{id}`, which must answer 200 with exactly `expected`.
     pub fn fetch_ok(&self, id: &str, expected: &[u8]) -> Result<Duration> {
         let t = Instant::now();

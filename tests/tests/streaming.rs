@@ -25,26 +25,7 @@ fn body(h: &Harness) -> Result<()> {
         .remove(0);
 
     let t = Instant::now();
-    let r = p
-        .http_get(
-            &format!("/o/{id}"),
-            &[("Range", "bytes=0-99")],
-            Duration::from_secs(60),
-        )
-        .context("Range GET of the arriving object")?;
-    let first = t.elapsed();
-    // A fetch's bytes are counted when it is done: none yet means the answer did not wait.
-    let counted = p.metrics()?.by_source().total();
-    c.check(
-        r.status == 206 && r.body == big.bytes[..100],
-        format!("first 100 bytes → {} with {} bytes", r.status, r.body.len()),
-    );
-    c.check(
-        counted == 0.0,
-        format!(
-            "... answered after {first:?}, before the fetch was done ({counted} bytes counted)"
-        ),
-    );
+    p.check_first_bytes_streamed(&mut c, &id, &big.bytes)?;
     let r = p
         .http_get(&format!("/o/{id}"), &[], Duration::from_secs(90))
         .context("GET of the whole object")?;

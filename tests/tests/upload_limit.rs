@@ -130,41 +130,33 @@ fn a_reader_waiting_on_a_chunk_is_served_first() {
     });
 }
 
+/// A seeder with a 1 MiB burst, then 256 KiB/s, one peer attached to it, and a 12-chunk object
+/// (3 MiB, about 8 s to come whole) published on it: (seeder, peer, object, its id).
+fn slow_seeder_with_an_object(
+    h: &Harness,
+    c: &mut Checks,
+    name: &str,
+    seed: u64,
+) -> anyhow::Result<(Daemon, Daemon, Object, String)> {
+    let (seeder, p) = limited_seeder_and_peer(h, c, 256 * 1024)?;
+    let object = image(name, seed, 12 * CHUNK);
+    let id = h
+        .publish_objects(&seeder, "content", std::slice::from_ref(&object))?
+        .remove(0);
+    Ok((seeder, p, object, id))
+}
+
 /// An object of a few chunks that the peer has to fetch is streamed through the gateway as it
 /// arrives: the first bytes are answered once the first chunk is here, long before the whole
 /// object (from a slow seeder). The gateway used to wait for the whole of any object up to
 /// 16 MiB before it answered.
 #[test]
 fn an_object_of_a_few_chunks_is_streamed_as_it_arrives() {
-    // A 1 MiB burst, then 256 KiB/s: 12 chunks (3 MiB) take about 8 s.
-    const LIMIT: usize = 256 * 1024;
-    const CHUNKS: usize = 12;
     run_test("an_object_of_a_few_chunks_is_streamed_as_it_arrives", |h| {
         let mut c = Checks::new();
-        let (seeder, p) = limited_seeder_and_peer(h, &mut c, LIMIT)?;
-        let clip = image("clip.jpg", 79, CHUNKS * CHUNK);
-        let id = h
-            .publish_objects(&seeder, "content", std::slice::from_ref(&clip))?
-            .remove(0);
+        let (_seeder, p, clip, id) = slow_seeder_with_an_object(h, &mut c, "clip.jpg", 79)?;
         let start = Instant::now();
-        let r = p.http_get(
-            &format!("/o/{id}"),
-            &[("Range", "bytes=0-99")],
-            Duration::from_secs(60),
-        )?;
-        let first = start.elapsed();
-        // A fetch's bytes are counted when it is done: none yet means the answer did not wait.
-        let counted = p.metrics()?.by_source().total();
-        c.check(
-            r.status == 206 && r.body == clip.bytes[..100],
-            format!("first 100 bytes → {} with {} bytes", r.status, r.body.len()),
-        );
-        c.check(
-            counted == 0.0,
-            format!(
-                "... answered after {first:?}, before the fetch was done ({counted} bytes counted)"
-            ),
-        );
+        let first = p.check_first_bytes_streamed(&mut c, &id, &clip.bytes)?;
         c.step("the whole object", p.fetch_ok(&id, &clip.bytes));
         let whole = start.elapsed();
         c.check(
@@ -180,17 +172,11 @@ fn an_object_of_a_few_chunks_is_streamed_as_it_arrives() {
 /// response had started, so the gateway can only cut it short.
 #[test]
 fn a_stream_cut_short_by_a_failed_fetch_is_a_clear_error() {
-    const LIMIT: usize = 256 * 1024;
-    const CHUNKS: usize = 12;
     run_test(
         "a_stream_cut_short_by_a_failed_fetch_is_a_clear_error",
         |h| {
             let mut c = Checks::new();
-            let (mut seeder, p) = limited_seeder_and_peer(h, &mut c, LIMIT)?;
-            let clip = image("cut.jpg", 80, CHUNKS * CHUNK);
-            let id = h
-                .publish_objects(&seeder, "content", std::slice::from_ref(&clip))?
-                .remove(0);
+            let (mut seeder, p, clip, id) = slow_seeder_with_an_object(h, &mut c, "cut.jpg", 80)?;
             let gateway = p.gateway.clone().context("p1 has a gateway")?;
             let out = h.path().join("cut-copy.jpg");
             let dest = out.to_string_lossy().to_string();
