@@ -203,6 +203,23 @@ mod tests {
             .with_built(built)
     }
 
+    /// `bytes`, offered as a map built at `built`, arrives as fetch `fid` (stored unpinned, as
+    /// any fetched object) and the fetch ends well at `now`. Returns the offer.
+    fn arrives(
+        keeper: &mut MapKeeper,
+        store: &Store,
+        n: &mut Node<NetPeer>,
+        bytes: &[u8],
+        (built, fid, now): (u64, u64, u64),
+    ) -> AsMapRef {
+        let object = store.add_bytes(bytes, MEDIA_TYPE).expect("add");
+        store.unpin(&object).expect("unpin");
+        let offer = AsMapRef { object, built };
+        keeper.fetching(FetchId(fid), offer);
+        keeper.fetch_ended(now, FetchId(fid), true, store, n);
+        offer
+    }
+
     #[test]
     fn installs_keeps_restores_and_rejects_a_corrupt_or_empty_map() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -211,16 +228,14 @@ mod tests {
         let mut n = node();
 
         // A good map arrives: installed, pinned, its id recorded.
-        let good = store
-            .add_bytes(&map(100).to_bytes(), MEDIA_TYPE)
-            .expect("add");
-        store.unpin(&good).expect("unpin");
-        let offer = AsMapRef {
-            object: good,
-            built: 100,
-        };
-        keeper.fetching(FetchId(1), offer);
-        keeper.fetch_ended(10, FetchId(1), true, &store, &mut n);
+        let offer = arrives(
+            &mut keeper,
+            &store,
+            &mut n,
+            &map(100).to_bytes(),
+            (100, 1, 10),
+        );
+        let good = offer.object;
         assert_eq!(n.asmap().current(), Some(offer));
         assert_eq!(n.locality().own_asn(), Some(64501));
         assert!(store.is_pinned(&good));
@@ -232,16 +247,7 @@ mod tests {
         let mut bytes = map(200).to_bytes();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        let bad = store.add_bytes(&bytes, MEDIA_TYPE).expect("add");
-        store.unpin(&bad).expect("unpin");
-        keeper.fetching(
-            FetchId(2),
-            AsMapRef {
-                object: bad,
-                built: 200,
-            },
-        );
-        keeper.fetch_ended(20, FetchId(2), true, &store, &mut n);
+        let bad = arrives(&mut keeper, &store, &mut n, &bytes, (200, 2, 20)).object;
         assert_eq!(n.asmap().current(), Some(offer), "old map kept");
         assert_eq!(n.locality().own_asn(), Some(64501));
         assert!(!store.contains(&bad), "the bad object is dropped");
@@ -250,18 +256,8 @@ mod tests {
 
         // A newer map without a single range (an empty table published by mistake): rejected
         // the same way, so proximity by AS is not switched off.
-        let empty = store
-            .add_bytes(&AsMap::empty().with_built(300).to_bytes(), MEDIA_TYPE)
-            .expect("add");
-        store.unpin(&empty).expect("unpin");
-        keeper.fetching(
-            FetchId(3),
-            AsMapRef {
-                object: empty,
-                built: 300,
-            },
-        );
-        keeper.fetch_ended(30, FetchId(3), true, &store, &mut n);
+        let empty_map = AsMap::empty().with_built(300).to_bytes();
+        let empty = arrives(&mut keeper, &store, &mut n, &empty_map, (300, 3, 30)).object;
         assert_eq!(n.asmap().current(), Some(offer), "old map kept");
         assert_eq!(n.locality().own_asn(), Some(64501));
         assert!(!store.contains(&empty), "the empty map is dropped");
