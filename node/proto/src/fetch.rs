@@ -387,12 +387,9 @@ impl<P: PeerRef> Fetch<P> {
                 }
             }
         }
-        let mut order: Vec<&P> = self.sources.keys().collect();
-        order.sort_by_key(|p| {
-            let s = &self.sources[*p];
-            (rank(s), s.proximity, s.failures)
-        });
-        let order: Vec<P> = order.into_iter().cloned().collect();
+        let mut order: Vec<(&P, &Source<P>)> = self.sources.iter().collect();
+        order.sort_by_key(|(_, s)| (rank(s), s.proximity, s.failures));
+        let order: Vec<P> = order.into_iter().map(|(p, _)| p.clone()).collect();
         let start = rng.below(n.max(1) as u64) as usize;
         let has_peer_sources = self.has_peer_sources();
         let window_of = |s: &Source<P>| {

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod config;
 pub mod content;
 pub mod dht;
+pub mod expiring;
 pub mod fetch;
 pub mod holders;
 pub mod hot;

@@ -8,11 +8,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use nearcast_asmap::AsMap;
+use rustc_hash::FxHashMap;
 
 use crate::admission::{RateMeter, TokenBucket};
 use crate::config::{Config, Strategy};
 use crate::content::{CHUNK_SIZE, Manifest, ObjectId};
 use crate::dht::{LOOKUP_K, Lookup, LookupKind, ProviderStore};
+use crate::expiring::Expiring;
 use crate::fetch::{ChunkOutcome, Fetch, FetchError, FetchId, MAX_MANIFEST_REQUESTS, unpack_bits};
 use crate::holders::HolderIndex;
 use crate::hot::HotSet;
@@ -210,8 +212,8 @@ pub struct Node<P: PeerRef> {
     children: BTreeMap<P, Child<P>>,
     parents: BTreeMap<P, Parent<P>>,
     attaching: BTreeSet<P>,
-    supernodes: BTreeMap<P, (Contact<P>, u64)>,
-    refused: BTreeMap<P, u64>,
+    supernodes: Expiring<P, Contact<P>>,
+    refused: Expiring<P, ()>,
     /// Attach candidates per requester AS, with their expiry (see `alternatives_for`).
     alternatives_cache: BTreeMap<u32, (u64, Vec<Contact<P>>)>,
     attach_failures: u32,
@@ -220,10 +222,11 @@ pub struct Node<P: PeerRef> {
     have_added: Vec<ObjectId>,
     have_removed: Vec<ObjectId>,
     hot: HotSet,
-    announced: BTreeMap<ObjectId, u64>,
+    announced: Expiring<ObjectId, ()>,
     fetches: BTreeMap<FetchId, Fetch<P>>,
     next_fetch: u64,
-    pending: BTreeMap<RequestId, (P, Pending)>,
+    /// Only looked up (the ids are ours, never a peer's), so hashed.
+    pending: FxHashMap<RequestId, (P, Pending)>,
     next_request: u64,
     outputs: VecDeque<Output<P>>,
     upload: TokenBucket,
@@ -283,18 +286,18 @@ impl<P: PeerRef> Node<P> {
             children: BTreeMap::new(),
             parents: BTreeMap::new(),
             attaching: BTreeSet::new(),
-            supernodes: BTreeMap::new(),
-            refused: BTreeMap::new(),
+            supernodes: Expiring::default(),
+            refused: Expiring::default(),
             alternatives_cache: BTreeMap::new(),
             attach_failures: 0,
             next_attach: now,
             holdings: BTreeSet::new(),
             have_added: Vec::new(),
             have_removed: Vec::new(),
-            announced: BTreeMap::new(),
+            announced: Expiring::default(),
             fetches: BTreeMap::new(),
             next_fetch: 0,
-            pending: BTreeMap::new(),
+            pending: FxHashMap::default(),
             next_request: 0,
             outputs: VecDeque::new(),
             upload,
@@ -320,7 +323,7 @@ impl<P: PeerRef> Node<P> {
         for s in seeders {
             if s.peer != node.cfg.own.peer {
                 node.routing.insert(s.clone(), now);
-                node.supernodes.insert(s.peer.clone(), (s, u64::MAX));
+                node.supernodes.insert(s.peer.clone(), s, u64::MAX);
             }
         }
         if node.role == Role::Seeder {
@@ -664,12 +667,12 @@ impl<P: PeerRef> Node<P> {
         let mut cands: Vec<(Proximity, Contact<P>)> = self
             .supernodes
             .values()
-            .filter(|(c, _)| {
+            .filter(|c| {
                 !self.parents.contains_key(&c.peer)
                     && !self.is_seeder(&c.peer)
                     && !self.banned.contains(&c.peer)
             })
-            .map(|(c, _)| (self.locality.proximity(c.ip, None), c.clone()))
+            .map(|c| (self.locality.proximity(c.ip, None), c.clone()))
             .collect();
         cands.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer)));
         let me = self.cfg.own.clone();
@@ -1020,7 +1023,7 @@ impl<P: PeerRef> Node<P> {
                 }
                 let until = now + 3 * self.cfg.timing.heartbeat_ms;
                 self.routing.insert(me.clone(), now);
-                self.supernodes.insert(me.peer.clone(), (me, until));
+                self.supernodes.insert(me.peer.clone(), me, until);
                 Response::Ack
             }
             Request::GetAsMap => Response::AsMap {
@@ -1071,7 +1074,8 @@ impl<P: PeerRef> Node<P> {
             self.routing.insert(me.clone(), now);
             self.supernodes.insert(
                 me.peer.clone(),
-                (me.clone(), now + 3 * self.cfg.timing.heartbeat_ms),
+                me.clone(),
+                now + 3 * self.cfg.timing.heartbeat_ms,
             );
             return Response::Attached {
                 supernodes: self.alternatives_for(Some(&me), now),
@@ -1114,7 +1118,7 @@ impl<P: PeerRef> Node<P> {
         let from = self.locality.seen_from(ip);
         // No AS known: rank every supernode by prefix for this requester.
         let Some(asn) = from.own_asn() else {
-            let all = self.supernodes.values().map(|(c, _)| c);
+            let all = self.supernodes.values();
             return self.nearest_alternatives(&from, near, all);
         };
         let fresh = self
@@ -1168,7 +1172,7 @@ impl<P: PeerRef> Node<P> {
     fn alternative_candidates(&self, from: &Locality) -> Vec<Contact<P>> {
         let mut inside = Vec::new();
         let mut outside: Vec<(Proximity, Contact<P>)> = Vec::new();
-        for (c, _) in self.supernodes.values() {
+        for c in self.supernodes.values() {
             let p = from.proximity(c.ip, None);
             if p.tier <= 1 {
                 inside.push(c.clone());
@@ -1363,7 +1367,7 @@ impl<P: PeerRef> Node<P> {
     }
 
     fn routing_touch(&mut self, peer: &P, now: u64) {
-        if let Some((c, _)) = self.supernodes.get(peer) {
+        if let Some(c) = self.supernodes.get(peer) {
             let c = c.clone();
             self.routing.insert(c, now);
         }
@@ -1679,12 +1683,12 @@ impl<P: PeerRef> Node<P> {
     }
 
     fn announce(&mut self, now: u64, object: ObjectId) {
-        let due = self.announced.get(&object).is_none_or(|t| now >= *t);
+        let due = self.announced.until(&object).is_none_or(|t| now >= t);
         if !due || self.cfg.own.port == 0 {
             return;
         }
         self.announced
-            .insert(object, now + self.cfg.timing.provider_ttl_ms / 2);
+            .insert(object, (), now + self.cfg.timing.provider_ttl_ms / 2);
         self.stats.announces += 1;
         self.start_lookup(
             now,
@@ -1829,7 +1833,7 @@ impl<P: PeerRef> Node<P> {
     }
 
     fn lookups_contact(&self, peer: &P) -> Option<Contact<P>> {
-        self.supernodes.get(peer).map(|(c, _)| c.clone())
+        self.supernodes.get(peer).cloned()
     }
 
     // ----- attachment and election -----
@@ -1844,7 +1848,7 @@ impl<P: PeerRef> Node<P> {
         match result {
             Ok(Response::Attached { supernodes }) => {
                 self.attach_failures = 0;
-                if let Some((c, _)) = self.supernodes.get(peer) {
+                if let Some(c) = self.supernodes.get(peer) {
                     let c = c.clone();
                     if self.role == Role::Leaf {
                         let new_parent = self
@@ -1896,6 +1900,7 @@ impl<P: PeerRef> Node<P> {
                 };
                 self.refused.insert(
                     peer.clone(),
+                    (),
                     now + heartbeats * self.cfg.timing.heartbeat_ms,
                 );
                 self.learn_supernodes(now, alternatives);
@@ -1904,7 +1909,7 @@ impl<P: PeerRef> Node<P> {
             }
             _ => {
                 self.refused
-                    .insert(peer.clone(), now + self.cfg.timing.heartbeat_ms);
+                    .insert(peer.clone(), (), now + self.cfg.timing.heartbeat_ms);
                 if !self.is_seeder(peer) {
                     self.supernodes.remove(peer);
                 }
@@ -1920,16 +1925,11 @@ impl<P: PeerRef> Node<P> {
             if c.peer == self.cfg.own.peer || self.banned.contains(&c.peer) || c.port == 0 {
                 continue;
             }
-            let keep = self
-                .supernodes
-                .get(&c.peer)
-                .map(|(_, u)| *u)
-                .unwrap_or(0)
-                .max(until);
+            let keep = self.supernodes.until(&c.peer).unwrap_or(0).max(until);
             if self.role.is_server() {
                 self.routing.insert(c.clone(), now);
             }
-            self.supernodes.insert(c.peer.clone(), (c, keep));
+            self.supernodes.insert(c.peer.clone(), c, keep);
         }
     }
 
@@ -2069,10 +2069,10 @@ impl<P: PeerRef> Node<P> {
             }
         }
         // An announcement whose time has passed means the same as none.
-        self.announced.retain(|_, next| *next > now);
+        self.announced.sweep(now);
         self.hot.sweep(now);
-        self.refused.retain(|_, until| *until > now);
-        self.supernodes.retain(|_, (_, until)| *until > now);
+        self.refused.sweep(now);
+        self.supernodes.sweep(now);
         // Children silent for three heartbeats are gone.
         let silent: Vec<P> = self
             .children
@@ -2201,10 +2201,10 @@ impl<P: PeerRef> Node<P> {
         let candidates = || {
             self.supernodes
                 .values()
-                .filter(|(c, _)| {
+                .filter(|c| {
                     !self.parents.contains_key(&c.peer) && !self.refused.contains_key(&c.peer)
                 })
-                .map(|(c, _)| (rank(c), c))
+                .map(|c| (rank(c), c))
         };
         let mut slots = want.saturating_sub(self.parents.len());
         // One better candidate may replace the worst parent. With every slot taken (most of
@@ -2265,8 +2265,8 @@ impl<P: PeerRef> Node<P> {
                 && !self.refused.contains_key(&c.peer)
                 && self.locality.proximity(c.ip, None).tier <= 1
         };
-        let near_supernode = self.supernodes.values().any(|(c, _)| near(c))
-            || self.parents.values().any(|p| near(&p.contact));
+        let near_supernode =
+            self.supernodes.values().any(near) || self.parents.values().any(|p| near(&p.contact));
         if near_supernode {
             self.promote_at = None;
             return;
@@ -2366,9 +2366,10 @@ impl<P: PeerRef> Node<P> {
             self.register(now);
         }
         let few = self.children.len() < 2;
-        let other_near = self.supernodes.values().any(|(c, _)| {
-            !self.is_seeder(&c.peer) && self.locality.proximity(c.ip, None).tier <= 1
-        });
+        let other_near = self
+            .supernodes
+            .values()
+            .any(|c| !self.is_seeder(&c.peer) && self.locality.proximity(c.ip, None).tier <= 1);
         let overloaded = self.served_rate.rate(now) > 0.9 * self.cfg.upload_bytes_per_s;
         if (few && other_near) || !self.reachable || overloaded {
             let since = *self.few_children_since.get_or_insert(now);
