@@ -7,6 +7,10 @@ use clap::{Parser, Subcommand};
 use nearcast_sim::run;
 use nearcast_sim::scenario::{BUILTIN, Scenario};
 
+/// mimalloc: the simulator allocates and frees small node state at a high rate.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "nearcast-sim",
