@@ -92,24 +92,46 @@ impl<P: PeerRef> RoutingTable<P> {
     }
 
     /// The `n` known contacts closest to `target`.
+    ///
+    /// Only the buckets that can hold them are ranked. With `b` the leading bits the target
+    /// shares with us, a contact of bucket `b` is nearer the target than any other (its distance
+    /// has bit `b` clear); then come all contacts of the buckets above `b` (their distance starts
+    /// at bit `b`), then bucket `b - 1`, `b - 2`, … (starting at that bit). So once the groups
+    /// taken in that order hold `n` contacts, no later one can displace any.
     pub fn closest(&self, target: &Key, n: usize) -> Vec<Contact<P>> {
-        let mut all: Vec<(&Entry<P>, Distance)> = self
-            .buckets
-            .iter()
-            .flatten()
-            .map(|e| (e, target.distance(&e.key)))
-            .collect();
+        if n == 0 {
+            return Vec::new();
+        }
+        // Our own key as target: every bucket is "below" it, deepest nearest.
+        let b = self
+            .own
+            .bucket_index(target)
+            .unwrap_or(self.buckets.len())
+            .min(self.buckets.len());
+        let with_distance = |e: &Entry<P>| target.distance(&e.key);
+        let mut all: Vec<(&Entry<P>, Distance)> = Vec::new();
+        if let Some(bucket) = self.buckets.get(b) {
+            all.extend(bucket.iter().map(|e| (e, with_distance(e))));
+        }
+        if all.len() < n {
+            for bucket in &self.buckets[(b + 1).min(self.buckets.len())..] {
+                all.extend(bucket.iter().map(|e| (e, with_distance(e))));
+            }
+        }
+        for bucket in self.buckets[..b].iter().rev() {
+            if all.len() >= n {
+                break;
+            }
+            all.extend(bucket.iter().map(|e| (e, with_distance(e))));
+        }
         // Distances of distinct keys differ: selecting the `n` nearest first gives the same
         // answer as sorting them all.
-        if all.len() > n && n > 0 {
+        if all.len() > n {
             all.select_nth_unstable_by_key(n - 1, |a| a.1);
             all.truncate(n);
         }
         all.sort_unstable_by_key(|a| a.1);
-        all.into_iter()
-            .take(n)
-            .map(|(e, _)| e.contact.clone())
-            .collect()
+        all.into_iter().map(|(e, _)| e.contact.clone()).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -158,5 +180,29 @@ mod tests {
         t.failed(&kept);
         t.failed(&kept);
         assert_ne!(t.closest(&target, 1)[0].peer, kept);
+    }
+
+    #[test]
+    fn closest_ranks_only_the_buckets_needed_and_agrees_with_a_full_sort() {
+        let own = 0u32.key();
+        let mut t = RoutingTable::new(own);
+        for i in 1..3000 {
+            t.insert(c(i), 0);
+        }
+        let everyone = t.stale(u64::MAX);
+        // Targets all over the key space, our own key among them.
+        let targets: Vec<Key> = (0..200u32)
+            .map(|i| (i * 7919).key())
+            .chain([own])
+            .chain(everyone.iter().take(20).map(|c| c.peer.key()))
+            .collect();
+        for target in targets {
+            for n in [1, 5, 20, 60, everyone.len() + 5] {
+                let mut want: Vec<Contact<u32>> = everyone.clone();
+                want.sort_by_key(|c| target.distance(&c.peer.key()));
+                want.truncate(n);
+                assert_eq!(t.closest(&target, n), want, "target {target:?}, n {n}");
+            }
+        }
     }
 }
