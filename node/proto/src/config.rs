@@ -1,5 +1,7 @@
 //! Configuration of a node's state machine: identity, seeders, timings and capacities.
 
+use std::sync::Arc;
+
 use crate::message::Role;
 use crate::peer::Contact;
 
@@ -74,7 +76,7 @@ pub struct Config<P> {
     /// `Seeder` for origin daemons, `Leaf` for peers (which may be promoted).
     pub role: Role,
     /// The seeder set, from configuration: being a seeder is never a peer's own claim.
-    pub seeders: Vec<Contact<P>>,
+    pub seeders: Arc<[Contact<P>]>,
     /// Seeders asked per object (rendezvous hashing).
     pub replication: usize,
     /// Seed of the node's own random generator.
@@ -103,11 +105,17 @@ pub struct Config<P> {
 }
 
 impl<P> Config<P> {
-    pub fn new(own: Contact<P>, role: Role, seeders: Vec<Contact<P>>, seed: u64) -> Self {
+    /// `seeders` may be an `Arc` shared by many configurations (the simulator's peers).
+    pub fn new(
+        own: Contact<P>,
+        role: Role,
+        seeders: impl Into<Arc<[Contact<P>]>>,
+        seed: u64,
+    ) -> Self {
         Config {
             own,
             role,
-            seeders,
+            seeders: seeders.into(),
             replication: 2,
             seed,
             timing: Timing::default(),

@@ -319,7 +319,7 @@ impl<P: PeerRef> Node<P> {
             cfg,
         };
         node.next_holding_tell = now + node.rng.below(FIRST_HOLDING_SPREAD_MS);
-        let seeders = node.cfg.seeders.clone();
+        let seeders = node.cfg.seeders.to_vec();
         for s in seeders {
             if s.peer != node.cfg.own.peer {
                 node.routing.insert(s.clone(), now);
@@ -1704,7 +1704,7 @@ impl<P: PeerRef> Node<P> {
             for p in self.parents.values() {
                 seeds.push(p.contact.clone());
             }
-            for s in &self.cfg.seeders {
+            for s in self.cfg.seeders.iter() {
                 if s.peer != self.cfg.own.peer {
                     seeds.push(s.clone());
                 }
@@ -2348,7 +2348,7 @@ impl<P: PeerRef> Node<P> {
 
     fn register(&mut self, _now: u64) {
         let me = self.cfg.own.clone();
-        let seeders: Vec<Contact<P>> = self.cfg.seeders.clone();
+        let seeders: Vec<Contact<P>> = self.cfg.seeders.to_vec();
         for s in seeders {
             self.send(
                 s,

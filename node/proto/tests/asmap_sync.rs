@@ -33,7 +33,7 @@ const SEEDERS: [u32; 2] = [1, 2];
 
 /// A following leaf (peer 10 at 127.1.0.10) with seeders 1 and 2 and no map.
 fn leaf() -> Node<u32> {
-    let seeders = SEEDERS
+    let seeders: Vec<Contact<u32>> = SEEDERS
         .iter()
         .map(|&s| Contact::new(s, ip(9, s as u8), 4000))
         .collect();
