@@ -319,8 +319,8 @@ impl<P: PeerRef> Node<P> {
             cfg,
         };
         node.next_holding_tell = now + node.rng.below(FIRST_HOLDING_SPREAD_MS);
-        let seeders = node.cfg.seeders.to_vec();
-        for s in seeders {
+        let seeders = node.cfg.seeders.clone();
+        for s in seeders.iter().cloned() {
             if s.peer != node.cfg.own.peer {
                 node.routing.insert(s.clone(), now);
                 node.supernodes.insert(s.peer.clone(), s, u64::MAX);
@@ -2348,8 +2348,8 @@ impl<P: PeerRef> Node<P> {
 
     fn register(&mut self, _now: u64) {
         let me = self.cfg.own.clone();
-        let seeders: Vec<Contact<P>> = self.cfg.seeders.to_vec();
-        for s in seeders {
+        let seeders = self.cfg.seeders.clone();
+        for s in seeders.iter().cloned() {
             self.send(
                 s,
                 Request::RegisterSupernode { me: me.clone() },
