@@ -122,7 +122,7 @@ impl<P> Config<P> {
             upload_bytes_per_s: 4.0 * 1024.0 * 1024.0,
             control_per_s: 500.0,
             max_children: 300,
-            parents: 3,
+            parents: 2,
             chunk_window: 8,
             hot_threshold: 2.5,
             defences: true,

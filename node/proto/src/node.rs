@@ -61,9 +61,6 @@ const SWARM_PEERS_SHARED: usize = 8;
 const MAPS_PER_REFRESH: usize = 16;
 /// A server's DHT self-lookup runs every this many heartbeat periods.
 const SELF_LOOKUP_EVERY: u64 = 10;
-/// A settled leaf runs its housekeeping this many maintenance periods apart (heartbeats stay
-/// on time).
-const SETTLED_LEAF_MAINTENANCE_PERIODS: u64 = 3;
 /// A new session tells seeders its holdings at a random time within this long of its start, so
 /// that a mass restart does not send every peer's list to the seeders at once.
 const FIRST_HOLDING_SPREAD_MS: u64 = 5 * 60_000;
@@ -2040,13 +2037,14 @@ impl<P: PeerRef> Node<P> {
         }
         if now >= self.next_maintenance {
             self.maintain(now);
-            let period = if self.settled_leaf() {
-                SETTLED_LEAF_MAINTENANCE_PERIODS * self.cfg.timing.maintenance_ms
+            // A settled leaf's housekeeping waits for its next heartbeat: it only checks for a
+            // better parent, and the heartbeat is when its parents hear from it anyway.
+            let heartbeat = self.next_heartbeat.max(now + 1);
+            self.next_maintenance = if self.settled_leaf() {
+                heartbeat
             } else {
-                self.cfg.timing.maintenance_ms
+                (now + self.rng.jitter(self.cfg.timing.maintenance_ms, 0.1).max(1)).min(heartbeat)
             };
-            self.next_maintenance =
-                (now + self.rng.jitter(period, 0.1).max(1)).min(self.next_heartbeat.max(now + 1));
         }
     }
 
