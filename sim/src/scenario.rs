@@ -246,7 +246,7 @@ impl Default for Protocol {
             seeders: 4,
             defences: true,
             maintenance_ms: 10_000,
-            heartbeat_ms: 30_000,
+            heartbeat_ms: 60_000,
             hedge_ms: 400,
             promote_after_min: 10.0,
             max_children: 300,

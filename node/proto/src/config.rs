@@ -43,7 +43,7 @@ impl Default for Timing {
             chunk_timeout_ms: 10_000,
             chunk_map_refresh_ms: 250,
             maintenance_ms: 5_000,
-            heartbeat_ms: 30_000,
+            heartbeat_ms: 60_000,
             promote_after_ms: 10 * 60_000,
             demote_after_ms: 30 * 60_000,
             backoff_base_ms: 1_000,

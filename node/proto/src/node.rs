@@ -247,6 +247,8 @@ pub struct Node<P: PeerRef> {
     maps: MapSync,
     /// When our holdings are next told to their seeders.
     next_holding_tell: u64,
+    /// A leaf with no supernode parent asks a seeder for supernodes again no sooner than this.
+    next_supernode_ask: u64,
 }
 
 impl<P: PeerRef> Node<P> {
@@ -313,6 +315,7 @@ impl<P: PeerRef> Node<P> {
             stats: NodeStats::default(),
             maps: MapSync::new(cfg.follow_published_asmap),
             next_holding_tell: 0,
+            next_supernode_ask: 0,
             cfg,
         };
         node.next_holding_tell = now + node.rng.below(FIRST_HOLDING_SPREAD_MS);
@@ -1086,11 +1089,14 @@ impl<P: PeerRef> Node<P> {
                 alternatives: self.alternatives_for(Some(&me), now),
             };
         }
-        self.children.entry(from.clone()).or_insert_with(|| Child {
-            contact: me.clone(),
-            last_heard: now,
-            objects: Vec::new(),
-        });
+        self.children
+            .entry(from.clone())
+            .or_insert_with(|| Child {
+                contact: me.clone(),
+                last_heard: now,
+                objects: Vec::new(),
+            })
+            .last_heard = now;
         Response::Attached {
             supernodes: self.alternatives_for(Some(&me), now),
         }
@@ -2110,17 +2116,10 @@ impl<P: PeerRef> Node<P> {
             Role::Supernode => self.maintain_supernode(now),
             Role::Seeder => {}
         }
-        if now >= self.next_heartbeat {
+        let heartbeat = now >= self.next_heartbeat;
+        if heartbeat {
             self.next_heartbeat = now + self.rng.jitter(hb, 0.2).max(1);
             self.flush_have(now);
-            // A leaf still without two nearby supernodes asks a seeder again who serves near
-            // it: supernodes promoted after we attached are learnt this way.
-            if self.role == Role::Leaf && self.cfg.strategy != Strategy::SeederOnly {
-                let non_seeders = self.parents.keys().filter(|p| !self.is_seeder(p)).count();
-                if non_seeders < 2 {
-                    self.ask_seeder_for_supernodes();
-                }
-            }
 
             // Kademlia-style bucket refresh: a server's routing table is fed by every request
             // it serves, so a self-lookup every few minutes is enough.
@@ -2132,6 +2131,21 @@ impl<P: PeerRef> Node<P> {
                 if self.holdings.contains(&object) {
                     self.announce(now, object);
                 }
+            }
+        }
+        // A leaf still without two supernode parents asks a seeder again who serves near it:
+        // supernodes promoted after we attached are learnt this way. At each heartbeat, and
+        // every half heartbeat while it has no supernode parent at all.
+        if self.role == Role::Leaf && self.cfg.strategy != Strategy::SeederOnly {
+            let non_seeders = self.parents.keys().filter(|p| !self.is_seeder(p)).count();
+            let due = match non_seeders {
+                0 => now >= self.next_supernode_ask,
+                1 => heartbeat,
+                _ => false,
+            };
+            if due {
+                self.next_supernode_ask = now + hb / 2;
+                self.ask_seeder_for_supernodes();
             }
         }
     }
