@@ -61,6 +61,15 @@ const SWARM_PEERS_SHARED: usize = 8;
 const MAPS_PER_REFRESH: usize = 16;
 /// A server's DHT self-lookup runs every this many heartbeat periods.
 const SELF_LOOKUP_EVERY: u64 = 10;
+/// A seeder that two requests in a row could not reach is passed over as an object's first
+/// seeder (the index of last resort, told of copies and asked for holders) for this long after
+/// the last failure, or until it answers. One failure may be a lost packet.
+const SEEDER_DOWN_MS: u64 = 3 * 60_000;
+/// Failures in a row after which a seeder counts as down.
+const SEEDER_DOWN_AFTER: u8 = 2;
+/// After finding a seeder down, a node re-tells its holdings (to their next seeders) within
+/// this long.
+const SEEDER_DOWN_TELL_SPREAD_MS: u64 = 60_000;
 /// A new session tells seeders its holdings at a random time within this long of its start, so
 /// that a mass restart does not send every peer's list to the seeders at once.
 const FIRST_HOLDING_SPREAD_MS: u64 = 5 * 60_000;
@@ -211,6 +220,9 @@ pub struct Node<P: PeerRef> {
     attaching: BTreeSet<P>,
     supernodes: Expiring<P, Contact<P>>,
     refused: Expiring<P, ()>,
+    /// Seeders requests recently could not reach, with the failures in a row (see
+    /// [`SEEDER_DOWN_MS`]).
+    seeders_down: Expiring<P, u8>,
     /// Attach candidates per requester AS, with their expiry (see `alternatives_for`).
     alternatives_cache: BTreeMap<u32, (u64, Vec<Contact<P>>)>,
     attach_failures: u32,
@@ -287,6 +299,7 @@ impl<P: PeerRef> Node<P> {
             attaching: BTreeSet::new(),
             supernodes: Expiring::default(),
             refused: Expiring::default(),
+            seeders_down: Expiring::default(),
             alternatives_cache: BTreeMap::new(),
             attach_failures: 0,
             next_attach: now,
@@ -1207,6 +1220,32 @@ impl<P: PeerRef> Node<P> {
         if let Err(RequestError::Malformed) = &result {
             self.ban(now, &peer);
         }
+        if self.is_seeder(&peer) {
+            match &result {
+                Err(RequestError::Unreachable) => {
+                    let failures = self
+                        .seeders_down
+                        .get(&peer)
+                        .map_or(1, |n| n.saturating_add(1));
+                    self.seeders_down
+                        .insert(peer.clone(), failures, now + SEEDER_DOWN_MS);
+                    let others_up = self.cfg.seeders.iter().any(|s| !self.seeder_down(&s.peer));
+                    if failures == SEEDER_DOWN_AFTER && others_up {
+                        // Its objects' next seeder knows none of our copies yet. (With every
+                        // seeder down, telling would only fail: wait until one answers.)
+                        self.retell_holdings_soon(now);
+                    }
+                }
+                Ok(_) => {
+                    // Back, perhaps with an empty index: it is first again for its objects.
+                    if self.seeder_down(&peer) {
+                        self.retell_holdings_soon(now);
+                    }
+                    self.seeders_down.remove(&peer);
+                }
+                Err(RequestError::Malformed) => {}
+            }
+        }
         match what {
             Pending::Lookup(lid) => self.on_lookup_response(now, lid, &peer, result),
             Pending::Attach => self.on_attach_response(now, &peer, result),
@@ -1595,6 +1634,20 @@ impl<P: PeerRef> Node<P> {
         self.holders.add(object, holder.clone(), asn, true, until);
     }
 
+    fn seeder_down(&self, peer: &P) -> bool {
+        self.seeders_down
+            .get(peer)
+            .is_some_and(|f| *f >= SEEDER_DOWN_AFTER)
+    }
+
+    /// Brings the next report of our holdings to their seeders forward to within a minute
+    /// (spread, so that holders do not all tell at once): the first seeder of some objects
+    /// changed.
+    fn retell_holdings_soon(&mut self, now: u64) {
+        let soon = now + self.rng.below(SEEDER_DOWN_TELL_SPREAD_MS);
+        self.next_holding_tell = self.next_holding_tell.min(soon);
+    }
+
     /// Tells each object's first seeder which of its objects we hold, early in a session (copies
     /// kept from earlier sessions, which no seeder indexes any more) and then every half index
     /// lifetime, so that a seeder's entries outlive a holder by at most that lifetime.
@@ -1632,11 +1685,17 @@ impl<P: PeerRef> Node<P> {
         }
     }
 
-    /// The first of `object`'s seeders by rendezvous hashing: the one that indexes its holders.
+    /// The first of `object`'s seeders (rendezvous order) that was not found unreachable
+    /// lately: every node passes over the same ones, so holders and fetchers still meet at
+    /// one, and one seeder's outage does not leave its objects without an index.
     fn first_seeder(&self, object: &ObjectId) -> Option<Contact<P>> {
         let all = self.cfg.seeders.iter().map(|c| &c.peer);
-        let first = seeders_for(object, all, 1).into_iter().next()?;
-        self.cfg.seeders.iter().find(|c| &c.peer == first).cloned()
+        let order = seeders_for(object, all, self.cfg.replication.max(1));
+        let first = order
+            .iter()
+            .find(|p| !self.seeder_down(p))
+            .or(order.first())?;
+        self.cfg.seeders.iter().find(|c| &c.peer == *first).cloned()
     }
 
     /// Whether this node reports its copies to seeders (dialable peers of the strategies that
@@ -2076,6 +2135,18 @@ impl<P: PeerRef> Node<P> {
         self.announced.sweep(now);
         self.hot.sweep(now);
         self.refused.sweep(now);
+        let down = |n: &Self| {
+            n.seeders_down
+                .values()
+                .filter(|f| **f >= SEEDER_DOWN_AFTER)
+                .count()
+        };
+        let before = down(self);
+        self.seeders_down.sweep(now);
+        if down(self) < before {
+            // A seeder passed over is first again for its objects: tell it our copies soon.
+            self.retell_holdings_soon(now);
+        }
         self.supernodes.sweep(now);
         // Children silent for three heartbeats are gone.
         let silent: Vec<P> = self

@@ -4,7 +4,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use nearcast_asmap::AsMap;
-use nearcast_proto::{Config, Contact, Locality, Node, ObjectId, Output, Request, Response, Role};
+use nearcast_proto::rendezvous::seeders_for;
+use nearcast_proto::{
+    Config, Contact, Locality, Node, ObjectId, Output, Request, RequestError, Response, Role,
+};
 
 const SEEDER: u32 = 1;
 
@@ -118,4 +121,82 @@ fn a_seeder_parent_gets_heartbeats_without_holdings() {
     // seeder hears of copies through `Holding` and `AddProvider`, which go to each object's
     // first seeder).
     assert!(have.iter().all(|n| *n == 0), "listed {have:?}");
+}
+
+/// A seeder that stops answering: after two failures in a row the leaf reports its copies to
+/// each object's next seeder within about a minute, so that one seeder's outage does not leave
+/// its objects without an index of holders (the next seeder would serve every byte instead).
+#[test]
+fn copies_are_reported_to_the_next_seeder_when_the_first_is_down() {
+    const SECOND: u32 = 2;
+    let first = Contact::new(SEEDER, ip(9, 1), 4000);
+    let second = Contact::new(SECOND, ip(9, 2), 4000);
+    let own = Contact::new(10u32, ip(1, 10), 4000);
+    let seeders = vec![first.clone(), second.clone()];
+    let mut leaf = Node::new(
+        Config::new(own.clone(), Role::Leaf, seeders.clone(), 7),
+        Locality::new(Arc::new(AsMap::empty()), own.ip),
+        0,
+    );
+    // Objects whose rendezvous order puts the unanswering seeder first.
+    let peers = [SEEDER, SECOND];
+    let objects: Vec<ObjectId> = (0..40u8)
+        .map(|b| ObjectId([b; 32]))
+        .filter(|o| seeders_for(o, &peers, 2).first() == Some(&&SEEDER))
+        .collect();
+    assert!(
+        objects.len() >= 5,
+        "{} objects first at the seeder",
+        objects.len()
+    );
+    for o in &objects {
+        leaf.object_stored(*o);
+    }
+    // The first seeder answers nothing; the second takes the leaf and acknowledges the rest.
+    let mut told_second = Vec::new();
+    let mut failures = 0;
+    let mut down_since = None;
+    for t in 0..(20 * 60u64) {
+        let now = t * 1_000;
+        leaf.handle_timeout(now);
+        while let Some(o) = leaf.poll_output() {
+            let Output::Request { id, to, request } = o else {
+                continue;
+            };
+            if to.peer == SEEDER {
+                failures += 1;
+                if failures == 2 {
+                    down_since = Some(now);
+                }
+                leaf.handle_response(now, id, Err(RequestError::Unreachable));
+                continue;
+            }
+            let response = match request {
+                Request::Attach { .. } => Response::Attached {
+                    supernodes: Vec::new(),
+                },
+                Request::Holding { objects, .. } => {
+                    told_second.push((now, objects));
+                    Response::Ack
+                }
+                _ => Response::Ack,
+            };
+            leaf.handle_response(now, id, Ok(response));
+        }
+    }
+    let (at, listed) = told_second
+        .first()
+        .expect("the copies were never reported to the next seeder");
+    assert!(
+        objects.iter().all(|o| listed.contains(o)),
+        "listed {} of {}",
+        listed.len(),
+        objects.len()
+    );
+    let since = down_since.expect("two requests to the first seeder failed");
+    assert!(
+        *at <= since + 61_000,
+        "reported {} ms after it was down",
+        at - since
+    );
 }
