@@ -2102,8 +2102,9 @@ impl<P: PeerRef> Node<P> {
         }
         if now >= self.next_maintenance {
             self.maintain(now);
-            // A settled leaf's housekeeping waits for its next heartbeat: it only checks for a
-            // better parent, and the heartbeat is when its parents hear from it anyway.
+            // A settled leaf's housekeeping waits for its next heartbeat: it has little to do
+            // (look for a better parent, report copies to seeders when due), and the heartbeat
+            // is when its parents hear from it anyway.
             let heartbeat = self.next_heartbeat.max(now + 1);
             self.next_maintenance = if self.settled_leaf() {
                 heartbeat
